@@ -1,0 +1,394 @@
+"""Config files: the original's dict-literal text files, parsed without executing anything.
+
+A config file holds one Python dict literal (comments, trailing commas, tuples, `None`, `1e8`,
+nested dicts and `dict(k=v)` calls allowed). We parse it with `ast` and admit only literal
+nodes, so `__import__('os')`, attribute access, lambdas or any other call are refused before
+anything runs. Every key is checked against `MorelConfig`: an unknown key names the closest known
+one; a wrong type names the key, the expected type, the file and the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from morel.errors import MorelError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class ConfigError(MorelError):
+    """A config file that cannot be parsed or does not fit the schema."""
+
+
+def _doc(text: str, check: Callable[[Any], bool] | None = None, rule: str = "") -> dict:
+    return {"doc": text, "check": check, "rule": rule}
+
+
+def _positive(doc: str) -> Any:
+    return _doc(doc, lambda v: v > 0, "must be > 0")
+
+
+def _non_negative(doc: str) -> Any:
+    return _doc(doc, lambda v: v >= 0, "must be >= 0")
+
+
+def _unit(doc: str) -> Any:
+    return _doc(doc, lambda v: 0 <= v <= 1, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class FIMInvertArgs:
+    """Conjugate-gradient settings for solving F x = g (the original's `FIM_invert_args`)."""
+
+    iters: int = field(default=10, metadata=_positive("conjugate-gradient iterations"))
+    damping: float = field(default=1e-4, metadata=_non_negative("Tikhonov damping added to F"))
+
+
+@dataclass(frozen=True)
+class NPGHyper:
+    """Extra NPG arguments (the original's `npg_hp` dict)."""
+
+    FIM_invert_args: FIMInvertArgs = field(
+        default_factory=FIMInvertArgs, metadata=_doc("CG settings: dict(iters=..., damping=...)")
+    )
+    hvp_sample_frac: float = field(
+        default=1.0,
+        metadata=_doc("share of samples used in each Fisher-vector product",
+                      lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    )
+
+
+@dataclass(frozen=True)
+class MorelConfig:
+    """Every key a config file may hold, with the original's defaults.
+
+    Where the original has no default (it raises KeyError), the default is the value of the
+    original's shipped hopper configs. `seed` etc. are documented in README ("Config keys").
+    """
+
+    env_name: str = field(metadata=_doc("gymnasium env id, e.g. 'Hopper-v5'"))
+    data_file: str = field(metadata=_doc("dataset file: .pickle (original format), .npz or .h5"))
+    act_repeat: int = field(default=1, metadata=_positive("env steps per agent step"))
+    seed: int = field(default=123, metadata=_doc("seed of every random stream in the run"))
+    num_iter: int = field(default=500, metadata=_non_negative("NPG iterations"))
+    eval_rollouts: int = field(default=0, metadata=_non_negative("real-env episodes per iter"))
+    num_models: int = field(default=4, metadata=_positive("dynamics ensemble members"))
+    save_freq: int = field(default=10, metadata=_positive("iterations between checkpoints"))
+    device: str = field(default="cpu", metadata=_doc("'cpu', 'cuda', 'cuda:N' or 'auto'"))
+    learn_reward: bool = field(
+        default=True,
+        metadata=_doc("learn a reward model; a reward_function from reward_file wins over it"),
+    )
+    reward_file: str | None = field(
+        default=None, metadata=_doc("python file with obs_mask, reward_function, termination")
+    )
+    reward_timing: Literal["next", "current"] = field(
+        default="next",
+        metadata=_doc("reward/termination of step t from s_t+1 ('next') or s_t ('current', "
+                      "the original)"),
+    )
+    model_file: str | None = field(default=None, metadata=_doc("fitted ensemble to load"))
+    init_policy: str | None = field(default=None, metadata=_doc("policy file to start from"))
+    bc_init: bool = field(default=False, metadata=_doc("behaviour-cloning init of the policy"))
+    pessimism_coef: float | None = field(
+        default=None,
+        metadata=_doc("threshold = max dataset disagreement / this; None or 0: no halting",
+                      lambda v: v is None or v >= 0, "must be >= 0 or None"),
+    )
+    truncate_reward: float = field(default=0.0, metadata=_doc("reward added at a halt"))
+    exp_notes: str = field(default="", metadata=_doc("free text kept in job_data.json"))
+    hidden_size: tuple[int, ...] = field(
+        default=(64, 64),
+        metadata=_doc("dynamics MLP hidden sizes", lambda v: all(h > 0 for h in v),
+                      "sizes must be > 0"),
+    )
+    activation: Literal["relu", "tanh"] = field(default="relu",
+                                                metadata=_doc("dynamics activation"))
+    fit_lr: float = field(default=1e-3, metadata=_positive("dynamics Adam learning rate"))
+    fit_wd: float = field(default=0.0, metadata=_non_negative("dynamics Adam weight decay"))
+    fit_mb_size: int = field(default=256, metadata=_positive("dynamics minibatch size"))
+    fit_epochs: int = field(default=25, metadata=_positive("dynamics training epochs"))
+    refresh_fit: bool = field(default=False, metadata=_doc("unused, kept for compatibility"))
+    max_steps: int = field(default=10_000, metadata=_positive("cap on dynamics gradient steps"))
+    policy_size: tuple[int, ...] = field(
+        default=(64, 64),
+        metadata=_doc("policy MLP hidden sizes", lambda v: all(h > 0 for h in v),
+                      "sizes must be > 0"),
+    )
+    step_size: float = field(default=0.02, metadata=_positive("NPG normalised step size"))
+    init_log_std: float = field(default=-0.25, metadata=_doc("initial policy log std"))
+    min_log_std: float = field(
+        default=-2.0, metadata=_doc("lower clamp of policy log std", lambda v: v <= 1.0,
+                                    "must be <= 1.0 (max_log_std)")
+    )
+    gamma: float = field(default=0.995, metadata=_unit("discount"))
+    gae_lambda: float = field(default=0.97, metadata=_unit("GAE lambda"))
+    update_paths: int = field(default=50, metadata=_positive("start states per iteration"))
+    start_state: Literal["init", "buffer"] = field(
+        default="init", metadata=_doc("'init': dataset path starts; 'buffer': mix with any state")
+    )
+    buffer_frac: float | None = field(
+        default=None,
+        metadata=_doc("share of buffer states for start_state='buffer'",
+                      lambda v: v is None or 0 <= v <= 1, "must be in [0, 1] or None"),
+    )
+    horizon: int = field(default=1_000_000,
+                         metadata=_positive("model rollout length (clipped to env horizon)"))
+    npg_hp: NPGHyper = field(default_factory=NPGHyper, metadata=_doc("NPG extra arguments"))
+    source: str | None = field(default=None, compare=False,
+                               metadata=_doc("config file this came from (not a key)"))
+
+    def resolve_path(self, key: str) -> Path:
+        """Resolve a path-valued key: as given, then against the config's folder, then the
+        project root. Raises a ConfigError naming every place tried."""
+        value = getattr(self, key)
+        if value is None:
+            raise ConfigError(f"{self.source or 'config'}: key '{key}' is not set")
+        path = Path(value).expanduser()
+        tried = [path]
+        if not path.is_absolute():
+            if self.source:
+                tried.append(Path(self.source).resolve().parent / path)
+            tried.append(PROJECT_ROOT / path)
+        for candidate in tried:
+            if candidate.exists():
+                return candidate
+        places = ", ".join(str(p) for p in tried)
+        raise ConfigError(f"{self.source or 'config'}: '{key}' file not found (tried {places})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every key (tuples as lists), as written to job_data.json."""
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return json.loads(json.dumps(out))
+
+
+NOT_KEYS = {"source"}
+HINTS = {
+    "hvp_frac": "it was never used by the original; set npg_hp=dict(hvp_sample_frac=...)",
+    "num_cpu": "model rollouts are batched on the device; remove it",
+}
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _literal(node: ast.AST, src: str, lines: dict[str, int], prefix: str = "") -> Any:
+    """Turn an AST node into a value, admitting only literal forms."""
+    where = f"{src} line {getattr(node, 'lineno', '?')}"
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool,
+                                                                   type(None))):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand, src, lines, prefix)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: unary sign on a non-number")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = [_literal(e, src, lines, prefix) for e in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    if isinstance(node, ast.Dict):
+        pairs = []
+        for k, v in zip(node.keys, node.values, strict=True):
+            if k is None:
+                raise ConfigError(f"{where}: '**' unpacking is not allowed in a config")
+            key = _literal(k, src, lines, prefix)
+            if not isinstance(key, str):
+                raise ConfigError(f"{src} line {k.lineno}: dict keys must be strings, got "
+                                  f"{key!r}")
+            pairs.append((key, k.lineno, v))
+        return _build_dict(pairs, src, lines, prefix)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "dict" and not node.args):
+        pairs = []
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ConfigError(f"{where}: '**' unpacking is not allowed in a config")
+            pairs.append((kw.arg, kw.value.lineno, kw.value))
+        return _build_dict(pairs, src, lines, prefix)
+    raise ConfigError(
+        f"{where}: only literals (numbers, strings, True/False/None, tuples, lists, dicts, "
+        f"dict(k=v)) are allowed in a config, found {_describe(node)}"
+    )
+
+
+def _build_dict(pairs: list[tuple[str, int, ast.AST]], src: str, lines: dict[str, int],
+                prefix: str) -> dict:
+    out: dict[str, Any] = {}
+    for key, lineno, value_node in pairs:
+        if key in out:
+            raise ConfigError(f"{src} line {lineno}: key '{prefix}{key}' appears twice")
+        lines[prefix + key] = lineno
+        out[key] = _literal(value_node, src, lines, f"{prefix}{key}.")
+    return out
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Call):
+        try:
+            return f"a call to '{ast.unparse(node.func)}'"
+        except (ValueError, RecursionError):
+            return "a call"
+    if isinstance(node, ast.Name):
+        return f"the name '{node.id}'"
+    if isinstance(node, ast.Attribute):
+        return "attribute access"
+    if isinstance(node, ast.Lambda):
+        return "a lambda"
+    return f"a {type(node).__name__} expression"
+
+
+def parse_config_text(text: str, source: str = "<config>") -> tuple[dict, dict[str, int]]:
+    """Parse config text into (dict, line of each key), never executing anything.
+
+    Nested keys appear in the line map as 'npg_hp.FIM_invert_args.iters'.
+    """
+    try:
+        tree = ast.parse(text, filename=source, mode="eval")
+    except SyntaxError as err:
+        raise ConfigError(f"{source} line {err.lineno}: not a valid dict literal "
+                          f"({err.msg})") from None
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise ConfigError(f"{source}: cannot parse ({type(err).__name__})") from None
+    lines: dict[str, int] = {}
+    try:
+        value = _literal(tree.body, source, lines)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: a config must be one dict literal {{'key': value, ...}}")
+    return value, lines
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "tuple of int"
+    if dataclasses.is_dataclass(tp):
+        return "dict"
+    return "None" if tp is type(None) else tp.__name__
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    """(ok, value converted to the field type) for the few types the schema uses."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, out = _coerce(value, arg)
+            if ok:
+                return True, out
+        return False, None
+    if origin is Literal:
+        return value in typing.get_args(tp) and isinstance(value, str), value
+    if origin is tuple:
+        seq = value if isinstance(value, (tuple, list)) else None
+        if seq is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in seq):
+            return False, None
+        return True, tuple(seq)
+    if tp is type(None):
+        return value is None, None
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        if isinstance(value, bool):
+            return False, None
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            return True, int(value)  # the original writes 1e8 for integer counts
+        return isinstance(value, int), value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, None
+        return True, float(value)
+    if tp is str:
+        return isinstance(value, str), value
+    raise TypeError(f"schema type {tp!r} not handled")
+
+
+def _build(cls: type, data: dict, lines: dict[str, int], src: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in NOT_KEYS}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{src} line {lines.get(prefix + key, '?')}"
+        if key not in fields:
+            hint = HINTS.get(key)
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            fix = hint or (f"did you mean '{prefix}{close[0]}'?" if close
+                           else f"known keys: {', '.join(fields)}")
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}' ({fix})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: key '{prefix}{key}' expects a dict, got "
+                                  f"{type(value).__name__} {value!r}")
+            kwargs[key] = _build(tp, value, lines, src, f"{prefix}{key}.")
+            continue
+        ok, converted = _coerce(value, tp)
+        if not ok:
+            raise ConfigError(f"{where}: key '{prefix}{key}' expects {_type_name(tp)}, got "
+                              f"{type(value).__name__} {value!r}")
+        meta = fields[key].metadata
+        if meta.get("check") is not None and not meta["check"](converted):
+            raise ConfigError(f"{where}: key '{prefix}{key}' {meta['rule']}, got {converted!r}")
+        kwargs[key] = converted
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{src}: missing required key(s) "
+                          + ", ".join(f"'{prefix}{m}'" for m in missing))
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, lines: dict[str, int] | None = None,
+                     source: str = "<config>") -> MorelConfig:
+    """Validate a parsed dict against the schema and fill defaults."""
+    cfg = _build(MorelConfig, data, lines or {}, source)
+    return dataclasses.replace(cfg, source=source)
+
+
+def load_config(path: str | Path) -> MorelConfig:
+    """Read, parse and validate a config file (see module docstring)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config ({err})") from None
+    data, lines = parse_config_text(text, str(path))
+    return config_from_dict(data, lines, str(path))
+
+
+def override(cfg: MorelConfig, **changes: Any) -> MorelConfig:
+    """Apply command-line overrides (None means 'not given'), validated like file values."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        return cfg
+    data = {**cfg.to_dict(), **given}
+    return dataclasses.replace(config_from_dict(data, source=cfg.source or "<config>"),
+                               source=cfg.source)
+
+
+def write_config_json(cfg: MorelConfig, path: str | Path, **extra: Any) -> None:
+    """Write the resolved config (plus computed values such as truncate_lim) as JSON."""
+    payload = {**cfg.to_dict(), **extra}
+    Path(path).write_text(json.dumps(payload, indent=4) + "\n", encoding="utf-8")

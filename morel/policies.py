@@ -1,0 +1,157 @@
+"""Gaussian MLP policy (mjrl's semantics) and its file format.
+
+mean(s) = MLP((s - in_shift) / (in_scale + 1e-6)) * out_scale + out_shift, tanh hidden layers, last
+layer scaled by 0.01 at init; a state-independent `log_std` (first in the flat parameter vector)
+clamped to [min_log_std, max_log_std] after every update.
+
+File: a torch file holding plain tensors and builtin values only (architecture, weights,
+transforms, metadata), read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from morel.errors import MorelError
+
+FORMAT = "morel.gaussian_mlp.v1"
+
+
+class GaussianMLP(nn.Module):
+    """pi(a|s) = N(mean(s), diag(exp(log_std))^2); shapes: obs [N, obs_dim] -> [N, act_dim]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
+                 init_log_std: float = 0.0, min_log_std: float = -3.0,
+                 max_log_std: float = 1.0, seed: int | None = None):
+        super().__init__()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            sizes = (self.obs_dim, *self.hidden_sizes, self.act_dim)
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(0.01)
+            self.layers[-1].bias.mul_(0.01)
+        self.register_buffer("min_log_std", torch.tensor(float(min_log_std)))
+        self.register_buffer("max_log_std", torch.tensor(float(max_log_std)))
+        self.register_buffer("in_shift", torch.zeros(obs_dim))
+        self.register_buffer("in_scale", torch.ones(obs_dim))
+        self.register_buffer("out_shift", torch.zeros(act_dim))
+        self.register_buffer("out_scale", torch.ones(act_dim))
+        self.clamp_log_std()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean action [N, act_dim] of observations [N, obs_dim]."""
+        h = (obs - self.in_shift) / (self.in_scale + 1e-6)
+        for layer in self.layers[:-1]:
+            h = torch.tanh(layer(h))
+        return self.layers[-1](h) * self.out_scale + self.out_shift
+
+    def clamp_log_std(self) -> None:
+        with torch.no_grad():
+            self.log_std.copy_(torch.maximum(torch.minimum(self.log_std, self.max_log_std),
+                                             self.min_log_std))
+
+    def log_likelihood(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log N(act; mean(obs), diag sigma^2) per sample, [N]."""
+        z = (act - self(obs)) / torch.exp(self.log_std)
+        return (-0.5 * (z**2).sum(-1) - self.log_std.sum()
+                - 0.5 * self.act_dim * math.log(2 * math.pi))
+
+    def flat_params(self) -> torch.Tensor:
+        """All parameters as one vector, log_std first (mjrl's order)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.parameters()])
+
+    def set_flat_params(self, flat: torch.Tensor) -> None:
+        """Load a flat vector (order of `flat_params`), then clamp log_std."""
+        offset = 0
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(flat[offset:offset + p.numel()].view_as(p))
+                offset += p.numel()
+        if offset != flat.numel():
+            raise ValueError(f"flat vector has {flat.numel()} entries, policy has {offset}")
+        self.clamp_log_std()
+
+    @torch.no_grad()
+    def mean_std(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """numpy in/out: (mean [N, act_dim], std [N, act_dim]) on the policy's device."""
+        device = self.log_std.device
+        mean = self(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        std = torch.exp(self.log_std).expand_as(mean)
+        return mean.cpu().numpy(), std.cpu().numpy()
+
+    def act(self, obs: np.ndarray, deterministic: bool = False,
+            rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions [N, act_dim] for observations [N, obs_dim]: the mean, or a Gaussian sample."""
+        mean, std = self.mean_std(np.atleast_2d(obs))
+        if deterministic:
+            return mean
+        rng = rng if rng is not None else np.random.default_rng()
+        return (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
+
+    def fold_obs_mask(self, obs_mask: np.ndarray) -> None:
+        """Make the policy take raw observations when it was trained on `obs_mask * obs`
+        (the original's way: in_scale = 1 / obs_mask)."""
+        mask = torch.as_tensor(np.asarray(obs_mask), dtype=torch.float32,
+                               device=self.in_scale.device)
+        with torch.no_grad():
+            self.in_shift.div_(mask)
+            self.in_scale.div_(mask)
+
+
+def save_policy(policy: GaussianMLP, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """Write the policy (architecture, weights on CPU, transforms, `meta`) atomically."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "obs_dim": policy.obs_dim,
+        "act_dim": policy.act_dim,
+        "hidden_sizes": list(policy.hidden_sizes),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu"
+                ) -> tuple[GaussianMLP, dict[str, Any]]:
+    """Read a policy file written by `save_policy` -> (policy, meta). Never runs code from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MorelError(f"{path}: policy file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors of many types: one line, named
+        raise MorelError(f"{path}: not a readable policy file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MorelError(f"{path}: not a morel policy file (expected format '{FORMAT}')")
+    try:
+        policy = GaussianMLP(payload["obs_dim"], payload["act_dim"], payload["hidden_sizes"])
+        policy.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise MorelError(f"{path}: policy file is damaged ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0]})") from None
+    meta = payload.get("meta", {})
+    return policy.to(device), meta if isinstance(meta, dict) else {}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up .venv (if absent or out of date) and run one task:
+#   bash quickstart.sh demo   collect a small Hopper-v5 dataset and print its summary
+#   bash quickstart.sh test   run the test suite
+# TORCH_SPEC picks the torch build (default: the CPU wheel torch==2.13.0; set TORCH_SPEC=torch
+# for your platform's default build, e.g. with CUDA).
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+setup() {
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  local stamp=".venv/.morel-installed-$(cat pyproject.toml setup.py | sha1sum | cut -c1-12)"
+  if [ ! -f "$stamp" ]; then
+    echo "installing into .venv (torch: $TORCH_SPEC) ..."
+    .venv/bin/python -m pip install -q "$TORCH_SPEC"
+    .venv/bin/python -m pip install -q -e ".[test]"
+    rm -f .venv/.morel-installed-* && touch "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  demo)
+    setup
+    .venv/bin/python collect_dataset.py --env_name Hopper-v5 --policy random \
+      --output datasets/hopper_v5_random_demo.pickle --size 20000 \
+      --include utils/reward_functions/gym_hopper.py --force
+    ;;
+  test)
+    setup
+    shift
+    .venv/bin/python -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: bash quickstart.sh demo | test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,174 @@
+"""Config parsing: the original's files parse; hostile files are refused without running."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from morel.config import (ConfigError, MorelConfig, load_config, override, parse_config_text,
+                          write_config_json)
+
+ORIGINAL_CONFIGS = ["hopper_v5_morel", "hopper_v5_naive", "d4rl_hopper_medium"]
+
+
+@pytest.mark.parametrize("name", ORIGINAL_CONFIGS)
+def test_original_configs_parse_with_their_values(name):
+    cfg = load_config(ROOT / "configs" / f"{name}.txt")
+    assert cfg.env_name == "Hopper-v5"
+    assert cfg.hidden_size == (512, 512) and cfg.policy_size == (64, 64)
+    assert cfg.max_steps == 100_000_000 and isinstance(cfg.max_steps, int)  # written as 1e8
+    assert cfg.npg_hp.FIM_invert_args.damping == 1e-3
+    expected = {"hopper_v5_morel": (0.5, 25, 500), "hopper_v5_naive": (None, 25, 500),
+                "d4rl_hopper_medium": (3.0, 20, 700)}[name]
+    assert (cfg.pessimism_coef, cfg.npg_hp.FIM_invert_args.iters, cfg.horizon) == expected
+
+
+def test_defaults_are_filled_and_json_round_trips(tmp_path):
+    cfg = load_config(_write(tmp_path, "{'env_name': 'Hopper-v5', 'data_file': 'd.pickle'}"))
+    assert cfg.act_repeat == 1 and cfg.learn_reward is True and cfg.start_state == "init"
+    assert cfg.gamma == 0.995 and cfg.npg_hp.FIM_invert_args.iters == 10
+    out = tmp_path / "job_data.json"
+    write_config_json(cfg, out, truncate_lim=1.5)
+    data = json.loads(out.read_text())
+    assert data["truncate_lim"] == 1.5 and data["hidden_size"] == [64, 64]
+    assert data["npg_hp"] == {"FIM_invert_args": {"iters": 10, "damping": 1e-4},
+                              "hvp_sample_frac": 1.0}
+    data.pop("truncate_lim")
+    reloaded = load_config(_write(tmp_path, repr(data), "again.txt"))
+    assert reloaded == cfg
+
+
+def test_literal_forms_comments_and_trailing_commas():
+    text = """{
+    # comment
+    'a': (1, 2,), 'b': [1.5, -2], 'c': None, 'd': True,
+    'e': dict(x={'y': -1e-3}),   # trailing comment
+    }"""
+    value, lines = parse_config_text(text)
+    assert value == {"a": (1, 2), "b": [1.5, -2], "c": None, "d": True, "e": {"x": {"y": -1e-3}}}
+    assert lines["a"] == 3 and lines["e.x.y"] == 4
+
+
+HOSTILE = [
+    "{'env_name': __import__('os').system('touch {marker}')}",
+    "__import__('os').system('touch {marker}')",
+    "{'a': open('{marker}', 'w')}",
+    "{'a': (lambda: __import__('os').system('touch {marker}'))()}",
+    "{'a': ().__class__.__base__.__subclasses__()}",
+    "{'a': [x for x in ().__class__.__mro__]}",
+    "{'a': f'{{open(\"{marker}\", \"w\")}}'}",
+    "{'a': dict(**{{'b': 1}})}",
+    "{**{{'a': 1}}}",
+    "{'a': 1 + 1}",
+    "{'a': exec('import os')}",
+]
+
+
+@pytest.mark.parametrize("template", HOSTILE)
+def test_hostile_configs_are_refused_and_nothing_runs(tmp_path, template):
+    marker = tmp_path / "pwned"
+    path = _write(tmp_path, template.replace("{marker}", str(marker)))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert not marker.exists()
+
+
+def test_unknown_key_names_closest_key_file_and_line(tmp_path):
+    path = _write(tmp_path, "{'env_name': 'Hopper-v5', 'data_file': 'd',\n'fit_lrr': 1e-3}")
+    with pytest.raises(ConfigError, match=r"line 2: unknown key 'fit_lrr' \(did you mean "
+                                          r"'fit_lr'\?\)"):
+        load_config(path)
+
+
+def test_unknown_nested_key_and_dead_original_key(tmp_path):
+    nested = "{'env_name': 'H', 'data_file': 'd', 'npg_hp': dict(FIM_invert_args={'iterz': 3})}"
+    with pytest.raises(ConfigError, match="npg_hp.FIM_invert_args.iterz.*npg_hp.FIM_invert_args"
+                                          ".iters"):
+        load_config(_write(tmp_path, nested))
+    dead = "{'env_name': 'H', 'data_file': 'd', 'hvp_frac': 0.5}"
+    with pytest.raises(ConfigError, match="hvp_sample_frac"):
+        load_config(_write(tmp_path, dead, "dead.txt"))
+
+
+@pytest.mark.parametrize("key, value, expect", [
+    ("fit_lr", "'fast'", "expects float, got str 'fast'"),
+    ("num_models", "2.5", "expects int, got float 2.5"),
+    ("num_models", "True", "expects int, got bool True"),
+    ("hidden_size", "(512, 'x')", "expects tuple of int"),
+    ("start_state", "'random'", "expects 'init' or 'buffer'"),
+    ("pessimism_coef", "'high'", "expects float or None"),
+    ("gamma", "1.5", "must be in \\[0, 1\\]"),
+    ("fit_mb_size", "0", "must be > 0"),
+    ("npg_hp", "3", "expects a dict"),
+])
+def test_wrong_types_name_key_type_file_and_line(tmp_path, key, value, expect):
+    path = _write(tmp_path, f"{{'env_name': 'Hopper-v5',\n'data_file': 'd',\n'{key}': {value}}}")
+    with pytest.raises(ConfigError, match=f"{path} line 3: key '{key}' {expect}"):
+        load_config(path)
+
+
+def test_structural_errors(tmp_path):
+    with pytest.raises(ConfigError, match="missing required key.*'data_file'"):
+        load_config(_write(tmp_path, "{'env_name': 'Hopper-v5'}"))
+    with pytest.raises(ConfigError, match="line 2: key 'seed' appears twice"):
+        load_config(_write(tmp_path, "{'seed': 1,\n'seed': 2}", "dup.txt"))
+    with pytest.raises(ConfigError, match="not a valid dict literal"):
+        load_config(_write(tmp_path, "{'seed': ", "syntax.txt"))
+    with pytest.raises(ConfigError, match="one dict literal"):
+        load_config(_write(tmp_path, "[1, 2]", "list.txt"))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.txt")
+
+
+def test_relative_paths_resolve_cwd_then_config_folder_then_project(tmp_path, monkeypatch):
+    cfg_dir = tmp_path / "cfgs"
+    cfg_dir.mkdir()
+    (cfg_dir / "next_to_config.pickle").write_bytes(b"")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in_cwd.pickle").write_bytes(b"")
+    monkeypatch.chdir(work)
+    cfg = load_config(_write(cfg_dir, "{'env_name': 'H', 'data_file': 'in_cwd.pickle', "
+                                      "'model_file': 'next_to_config.pickle', "
+                                      "'reward_file': 'utils/reward_functions/gym_hopper.py', "
+                                      "'init_policy': 'absent.pt'}"))
+    assert cfg.resolve_path("data_file") == Path("in_cwd.pickle")
+    assert cfg.resolve_path("model_file") == cfg_dir.resolve() / "next_to_config.pickle"
+    assert cfg.resolve_path("reward_file") == ROOT / "utils/reward_functions/gym_hopper.py"
+    with pytest.raises(ConfigError, match="'init_policy' file not found \\(tried absent.pt, "):
+        cfg.resolve_path("init_policy")
+
+
+def test_overrides_are_validated(tmp_path):
+    cfg = load_config(_write(tmp_path, "{'env_name': 'Hopper-v5', 'data_file': 'd'}"))
+    assert override(cfg, seed=7, device=None).seed == 7
+    assert override(cfg).seed == cfg.seed
+    with pytest.raises(ConfigError, match="key 'seed' expects int"):
+        override(cfg, seed="x")
+
+
+def test_schema_fields_all_documented():
+    import dataclasses
+
+    for f in dataclasses.fields(MorelConfig):
+        assert f.metadata.get("doc"), f.name
+
+
+def _write(folder: Path, text: str, name: str = "cfg.txt") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_config_size_limit(tmp_path):
+    path = tmp_path / "big.txt"
+    with open(path, "w") as f:
+        f.write("{'a': '" + "x" * 1_100_000 + "'}")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(path)
+    assert os.path.getsize(path) > 1_000_000
