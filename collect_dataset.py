@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
-from morel.data import Dataset, save_dataset, summarize
+from morel.data import Dataset, check_output_path, save_dataset, summarize
 from morel.envs import check_env_id, make_vector_env
 from morel.errors import MorelError, run_cli
 from morel.reward_files import load_reward_file
@@ -40,8 +39,7 @@ def main() -> None:
     if args.size < 1 or args.num_envs < 1:
         raise MorelError("--size and --num_envs must be >= 1")
     mode = ActionMode.parse(args.mode)
-    if Path(args.output).exists() and not args.force:  # fail before collecting, not after
-        raise MorelError(f"{args.output}: file exists; choose another --output or pass --force")
+    check_output_path(args.output, args.force)  # fail before the work, not after
     mask = load_reward_file(args.include).obs_mask if args.include else None
     vec_env = make_vector_env(args.env_name, args.num_envs, args.act_repeat, mask)
     env0 = vec_env.envs[0]

@@ -1,20 +1,20 @@
 """Convert a local D4RL or Minari HDF5 file into a morel dataset (.pickle, .npz or .h5).
 
-    python prep_d4rl_dataset.py --input hopper_medium-v2.hdf5 --output datasets/hopper_medium.pickle \
-        --include utils/reward_functions/gym_hopper.py
+    python prep_d4rl_dataset.py --input hopper_medium-v2.hdf5 \
+        --output datasets/hopper_medium.pickle --include utils/reward_functions/gym_hopper.py
 
-Nothing is downloaded: bring the file (D4RL: the .hdf5 it caches; Minari: <dataset>/data/main_data.hdf5).
+Nothing is downloaded: bring the file (D4RL: the .hdf5 it caches; Minari:
+<dataset>/data/main_data.hdf5).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
 from morel.d4rl_import import detect_format, read_d4rl, read_minari, repeat_actions
-from morel.data import Dataset, save_dataset, summarize, validate
+from morel.data import Dataset, check_output_path, save_dataset, summarize, validate
 from morel.envs import make_env
 from morel.errors import MorelError, run_cli
 from morel.reward_files import load_reward_file
@@ -36,8 +36,7 @@ def main() -> None:
     args = parse_args()
     if args.act_repeat < 1:
         raise MorelError("--act_repeat must be >= 1")
-    if Path(args.output).exists() and not args.force:
-        raise MorelError(f"{args.output}: file exists; choose another --output or pass --force")
+    check_output_path(args.output, args.force)  # fail before the work, not after
     fmt = detect_format(args.input) if args.format == "auto" else args.format
     raw = read_d4rl(args.input) if fmt == "d4rl" else read_minari(args.input)
     dims = {}

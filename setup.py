@@ -1,4 +1,4 @@
-"""Shim so that `pip install -e .` works with older pip/setuptools; metadata lives in pyproject.toml."""
+"""Shim for `pip install -e .` with older pip/setuptools; metadata is in pyproject.toml."""
 
 from setuptools import setup
 

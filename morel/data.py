@@ -211,9 +211,8 @@ def _parse_meta(text: Any, path: Path) -> dict:
 # ----------------------------------------------------------------------------- writing
 
 
-def save_dataset(dataset: Dataset, path: str | Path, force: bool = False) -> Path:
-    """Write a dataset (format from the extension) atomically; refuse to overwrite unless
-    `force`. Returns the path written."""
+def check_output_path(path: str | Path, force: bool = False) -> Path:
+    """Check a dataset output path before any work: known extension, no overwrite unless force."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -221,6 +220,14 @@ def save_dataset(dataset: Dataset, path: str | Path, force: bool = False) -> Pat
                          f"{', '.join(FORMATS)})")
     if path.exists() and not force:
         raise MorelError(f"{path}: file exists; choose another --output or pass --force")
+    return path
+
+
+def save_dataset(dataset: Dataset, path: str | Path, force: bool = False) -> Path:
+    """Write a dataset (format from the extension) atomically; refuse to overwrite unless
+    `force`. Returns the path written."""
+    path = check_output_path(path, force)
+    suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from morel.config import (ConfigError, MorelConfig, load_config, override, parse_config_text,
-                          write_config_json)
+from morel.config import (
+    ConfigError,
+    MorelConfig,
+    load_config,
+    override,
+    parse_config_text,
+    write_config_json,
+)
 
 ORIGINAL_CONFIGS = ["hopper_v5_morel", "hopper_v5_naive", "d4rl_hopper_medium"]
 

@@ -67,7 +67,7 @@ def test_eval_and_class_globals_are_refused():
 def test_corrupt_and_missing_files_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.pickle"
     bad.write_bytes(pickle.dumps([1, 2, 3])[:-4])
-    with pytest.raises(MorelError, match="bad.pickle: unsafe or invalid pickle: pickle data was truncated"):
+    with pytest.raises(MorelError, match="bad.pickle: unsafe or invalid pickle: pickle data"):
         safe_load(bad)
     with pytest.raises(MorelError, match="cannot read"):
         safe_load(tmp_path / "absent.pickle")
