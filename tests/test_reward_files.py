@@ -2,11 +2,11 @@
 
 Tolerances: the env's reward uses the torso's mean x-velocity over the step ((x_t+1 - x_t)/dt
 over 4-5 physics sub-steps); the files only see velocities at the step's ends, and the 'next'
-form uses their mean (trapezoid rule). Measured with seed 0 (README "Reward files"), mean/max
-absolute error per step, random | scripted actions: Hopper 0.0017/0.038 | 0.0020/0.042, Walker2d
-0.0085/0.106 | 0.0038/0.077, HalfCheetah 0.143/0.70 | 0.0024/0.41 (bang-bang random torques
-change the velocity inside a step most). Bounds below are about 2.5x those. Terminations must
-match the env exactly.
+form uses their mean (trapezoid rule). `python utils/check_reward_files.py` prints the measured
+errors (README "Reward files"): mean/max per step with seed 0, random actions, Hopper
+0.0017/0.038, Walker2d 0.0073/0.079, HalfCheetah 0.144/0.80 (bang-bang random torques change the
+velocity inside a step most; scripted actions err less). The bounds below are about 2.5x those.
+Terminations must match the env exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import REWARDS
 
-from morel.envs import make_env
+from morel.reward_check import check_reward_file, env_rollouts
 from morel.reward_files import first_termination, load_reward_file
 
 ENVS = {  # env id: (file, episodes, (mean, max) bound of the 'next' reward error)
@@ -27,42 +27,17 @@ ENVS = {  # env id: (file, episodes, (mean, max) bound of the 'next' reward erro
 
 
 def rollouts(env_id, policy_kind, episodes):
-    rf = load_reward_file(REWARDS / ENVS[env_id][0])
-    env = make_env(env_id, obs_mask=rf.obs_mask)
-    rng = np.random.default_rng(0)
-    out = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=ep)
-        rows = []
-        for t in range(env.horizon):
-            if policy_kind == "random":
-                action = rng.uniform(-1, 1, env.act_dim)
-            else:
-                action = 0.8 * np.sin(0.1 * t + np.arange(env.act_dim) + ep)
-            nxt, reward, terminated, truncated, _ = env.step(action)
-            rows.append((obs, action, reward, nxt))
-            obs = nxt
-            if terminated or truncated:
-                break
-        o, a, r, n = (np.array(x) for x in zip(*rows))
-        out.append(({"observations": o[None], "actions": a[None], "next_observations": n[None]},
-                    r, terminated))
-    return rf, out
+    return env_rollouts(env_id, REWARDS / ENVS[env_id][0], policy_kind, episodes)
 
 
 @pytest.mark.parametrize("policy_kind", ["random", "scripted"])
 @pytest.mark.parametrize("env_id", list(ENVS))
 def test_reward_and_termination_match_the_env(env_id, policy_kind):
-    rf, episodes = rollouts(env_id, policy_kind, ENVS[env_id][1])
-    errors = {"next": [], "current": []}
-    for paths, env_rewards, env_terminated in episodes:
-        for timing, errs in errors.items():
-            errs.extend(np.abs(rf.reward_function(dict(paths), timing)[0] - env_rewards))
-        lengths, terminated = first_termination(rf.termination_function(paths, "next"))
-        assert (lengths[0], terminated[0]) == (len(env_rewards), env_terminated)
-    mean_bound, max_bound = ENVS[env_id][2]
-    assert np.mean(errors["next"]) < mean_bound and np.max(errors["next"]) < max_bound
-    assert np.mean(errors["next"]) < np.mean(errors["current"])  # 'next' is the better form
+    file, episodes, (mean_bound, max_bound) = ENVS[env_id]
+    check = check_reward_file(env_id, REWARDS / file, policy_kind, episodes)
+    assert check.terminations_matched == episodes
+    assert check.error_next[0] < mean_bound and check.error_next[1] < max_bound
+    assert check.error_next[0] < check.error_current[0]  # 'next' is the better form
 
 
 @pytest.mark.parametrize("env_id", list(ENVS))
