@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -159,8 +160,6 @@ def test_overrides_are_validated(tmp_path):
 
 
 def test_schema_fields_all_documented():
-    import dataclasses
-
     for f in dataclasses.fields(MorelConfig):
         assert f.metadata.get("doc"), f.name
 
@@ -178,3 +177,14 @@ def test_config_size_limit(tmp_path):
     with pytest.raises(ConfigError, match="larger than"):
         load_config(path)
     assert os.path.getsize(path) > 1_000_000
+
+
+def test_readme_lists_every_config_key():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- config-keys -->")[1].split("<!-- /config-keys -->")[0]
+    for f in dataclasses.fields(MorelConfig):
+        if f.name != "source" and f.name != "npg_hp":
+            assert f"| `{f.name}` |" in table, f.name
+    for nested in ("npg_hp.FIM_invert_args.iters", "npg_hp.FIM_invert_args.damping",
+                   "npg_hp.hvp_sample_frac"):
+        assert f"| `{nested}` |" in table
