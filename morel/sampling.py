@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gymnasium.vector import VectorEnv
+from gymnasium.vector import SyncVectorEnv
 from tqdm import tqdm
 
 from morel.errors import MorelError
@@ -82,7 +82,7 @@ def gaussian_action_fn(policy: GaussianFn, mode: ActionMode, low: np.ndarray,
     return act
 
 
-def collect_episodes(vec_env: VectorEnv, act: ActionFn, num_samples: int, seed: int,
+def collect_episodes(vec_env: SyncVectorEnv, act: ActionFn, num_samples: int, seed: int,
                      progress: bool = True) -> list[dict[str, Any]]:
     """Roll whole episodes until at least `num_samples` steps are collected.
 
