@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import REWARDS
 
+from morel.errors import MorelError
 from morel.reward_check import check_reward_file, env_rollouts
 from morel.reward_files import first_termination, load_reward_file
 
@@ -24,10 +25,6 @@ ENVS = {  # env id: (file, episodes, (mean, max) bound of the 'next' reward erro
     "Walker2d-v5": ("gym_walker2d.py", 25, (0.025, 0.27)),
     "HalfCheetah-v5": ("gym_halfcheetah.py", 2, (0.35, 1.75)),
 }
-
-
-def rollouts(env_id, policy_kind, episodes):
-    return env_rollouts(env_id, REWARDS / ENVS[env_id][0], policy_kind, episodes)
 
 
 @pytest.mark.parametrize("policy_kind", ["random", "scripted"])
@@ -43,7 +40,7 @@ def test_reward_and_termination_match_the_env(env_id, policy_kind):
 @pytest.mark.parametrize("env_id", list(ENVS))
 @pytest.mark.parametrize("timing", ["next", "current"])
 def test_torch_equals_numpy(env_id, timing):
-    rf, episodes = rollouts(env_id, "random", 1)
+    rf, episodes = env_rollouts(env_id, REWARDS / ENVS[env_id][0], "random", 1)
     paths = episodes[0][0]
     torch_paths = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in paths.items()}
     np_paths = {k: v.astype(np.float32) for k, v in paths.items()}
@@ -85,8 +82,6 @@ def test_first_termination_closed_form():
 
 def test_missing_next_observations_and_bad_files(tmp_path):
     rf = load_reward_file(REWARDS / "gym_hopper.py")
-    from morel.errors import MorelError
-
     with pytest.raises(MorelError, match="needs paths\\['next_observations'\\]"):
         rf.reward_function({"observations": np.zeros((1, 2, 11)),
                             "actions": np.zeros((1, 2, 3))})
