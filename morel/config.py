@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from morel.atomic import write_text_atomic
 from morel.errors import MorelError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -68,85 +69,10 @@ class NPGHyper:
     )
 
 
-@dataclass(frozen=True)
-class MorelConfig:
-    """Every key a config file may hold, with the original's defaults.
+class ConfigMethods:
+    """Methods shared by the config schemas (each a frozen dataclass with a `source` field)."""
 
-    Where the original has no default (it raises KeyError), the default is the value of the
-    original's shipped hopper configs. `seed` etc. are documented in README ("Config keys").
-    """
-
-    env_name: str = field(metadata=_doc("gymnasium env id, e.g. 'Hopper-v5'"))
-    data_file: str = field(metadata=_doc("dataset file: .pickle (original format), .npz or .h5"))
-    act_repeat: int = field(default=1, metadata=_positive("env steps per agent step"))
-    seed: int = field(default=123, metadata=_doc("seed of every random stream in the run"))
-    num_iter: int = field(default=500, metadata=_non_negative("NPG iterations"))
-    eval_rollouts: int = field(default=0, metadata=_non_negative("real-env episodes per iter"))
-    num_models: int = field(default=4, metadata=_positive("dynamics ensemble members"))
-    save_freq: int = field(default=10, metadata=_positive("iterations between checkpoints"))
-    device: str = field(default="cpu", metadata=_doc("'cpu', 'cuda', 'cuda:N' or 'auto'"))
-    learn_reward: bool = field(
-        default=True,
-        metadata=_doc("learn a reward model; a reward_function from reward_file wins over it"),
-    )
-    reward_file: str | None = field(
-        default=None, metadata=_doc("python file with obs_mask, reward_function, termination")
-    )
-    reward_timing: Literal["next", "current"] = field(
-        default="next",
-        metadata=_doc("reward/termination of step t from s_t+1 ('next') or s_t ('current', "
-                      "the original)"),
-    )
-    model_file: str | None = field(default=None, metadata=_doc("fitted ensemble to load"))
-    init_policy: str | None = field(default=None, metadata=_doc("policy file to start from"))
-    bc_init: bool = field(default=False, metadata=_doc("behaviour-cloning init of the policy"))
-    pessimism_coef: float | None = field(
-        default=None,
-        metadata=_doc("threshold = max dataset disagreement / this; None or 0: no halting",
-                      lambda v: v is None or v >= 0, "must be >= 0 or None"),
-    )
-    truncate_reward: float = field(default=0.0, metadata=_doc("reward added at a halt"))
-    exp_notes: str = field(default="", metadata=_doc("free text kept in job_data.json"))
-    hidden_size: tuple[int, ...] = field(
-        default=(64, 64),
-        metadata=_doc("dynamics MLP hidden sizes", lambda v: all(h > 0 for h in v),
-                      "sizes must be > 0"),
-    )
-    activation: Literal["relu", "tanh"] = field(default="relu",
-                                                metadata=_doc("dynamics activation"))
-    fit_lr: float = field(default=1e-3, metadata=_positive("dynamics Adam learning rate"))
-    fit_wd: float = field(default=0.0, metadata=_non_negative("dynamics Adam weight decay"))
-    fit_mb_size: int = field(default=256, metadata=_positive("dynamics minibatch size"))
-    fit_epochs: int = field(default=25, metadata=_positive("dynamics training epochs"))
-    refresh_fit: bool = field(default=False, metadata=_doc("unused, kept for compatibility"))
-    max_steps: int = field(default=10_000, metadata=_positive("cap on dynamics gradient steps"))
-    policy_size: tuple[int, ...] = field(
-        default=(64, 64),
-        metadata=_doc("policy MLP hidden sizes", lambda v: all(h > 0 for h in v),
-                      "sizes must be > 0"),
-    )
-    step_size: float = field(default=0.02, metadata=_positive("NPG normalised step size"))
-    init_log_std: float = field(default=-0.25, metadata=_doc("initial policy log std"))
-    min_log_std: float = field(
-        default=-2.0, metadata=_doc("lower clamp of policy log std", lambda v: v <= 1.0,
-                                    "must be <= 1.0 (max_log_std)")
-    )
-    gamma: float = field(default=0.995, metadata=_unit("discount"))
-    gae_lambda: float = field(default=0.97, metadata=_unit("GAE lambda"))
-    update_paths: int = field(default=50, metadata=_positive("start states per iteration"))
-    start_state: Literal["init", "buffer"] = field(
-        default="init", metadata=_doc("'init': dataset path starts; 'buffer': mix with any state")
-    )
-    buffer_frac: float | None = field(
-        default=None,
-        metadata=_doc("share of buffer states for start_state='buffer'",
-                      lambda v: v is None or 0 <= v <= 1, "must be in [0, 1] or None"),
-    )
-    horizon: int = field(default=1_000_000,
-                         metadata=_positive("model rollout length (clipped to env horizon)"))
-    npg_hp: NPGHyper = field(default_factory=NPGHyper, metadata=_doc("NPG extra arguments"))
-    source: str | None = field(default=None, compare=False,
-                               metadata=_doc("config file this came from (not a key)"))
+    source: str | None
 
     def resolve_path(self, key: str) -> Path:
         """Resolve a path-valued key: as given, then against the config's folder, then the
@@ -168,11 +94,99 @@ class MorelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every key (tuples as lists), as written to job_data.json."""
-        out = dataclasses.asdict(self)
+        out = dataclasses.asdict(self)  # type: ignore[call-overload]
         out.pop("source")
         return json.loads(json.dumps(out))
 
 
+@dataclass(frozen=True, kw_only=True)
+class CommonKeys(ConfigMethods):
+    """Keys shared by MOReL configs and real-env NPG configs (train_policy.py)."""
+
+    env_name: str = field(metadata=_doc("gymnasium env id, e.g. 'Hopper-v5'"))
+    act_repeat: int = field(default=1, metadata=_positive("env steps per agent step"))
+    seed: int = field(default=123, metadata=_doc("seed of every random stream in the run"))
+    num_iter: int = field(default=500, metadata=_non_negative("NPG iterations"))
+    eval_rollouts: int = field(default=0, metadata=_non_negative("real-env episodes per iter"))
+    save_freq: int = field(default=10, metadata=_positive("iterations between checkpoints"))
+    device: str = field(default="cpu", metadata=_doc("'cpu', 'cuda', 'cuda:N' or 'auto'"))
+    init_policy: str | None = field(default=None, metadata=_doc("policy file to start from"))
+    exp_notes: str = field(default="", metadata=_doc("free text kept in job_data.json"))
+    policy_size: tuple[int, ...] = field(
+        default=(64, 64),
+        metadata=_doc("policy MLP hidden sizes", lambda v: all(h > 0 for h in v),
+                      "sizes must be > 0"),
+    )
+    step_size: float = field(default=0.02, metadata=_positive("NPG normalised step size"))
+    init_log_std: float = field(default=-0.25, metadata=_doc("initial policy log std"))
+    min_log_std: float = field(
+        default=-2.0, metadata=_doc("lower clamp of policy log std", lambda v: v <= 1.0,
+                                    "must be <= 1.0 (max_log_std)")
+    )
+    gamma: float = field(default=0.995, metadata=_unit("discount"))
+    gae_lambda: float = field(default=0.97, metadata=_unit("GAE lambda"))
+    npg_hp: NPGHyper = field(default_factory=NPGHyper, metadata=_doc("NPG extra arguments"))
+    source: str | None = field(default=None, compare=False,
+                               metadata=_doc("config file this came from (not a key)"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MorelConfig(CommonKeys):
+    """Every key a MOReL config file may hold, with the original's defaults.
+
+    Where the original has no default (it raises KeyError), the default is the value of the
+    original's shipped hopper configs. `seed` etc. are documented in README ("Config keys").
+    """
+
+    data_file: str = field(metadata=_doc("dataset file: .pickle (original format), .npz or .h5"))
+    num_models: int = field(default=4, metadata=_positive("dynamics ensemble members"))
+    learn_reward: bool = field(
+        default=True,
+        metadata=_doc("learn a reward model; a reward_function from reward_file wins over it"),
+    )
+    reward_file: str | None = field(
+        default=None, metadata=_doc("python file with obs_mask, reward_function, termination")
+    )
+    reward_timing: Literal["next", "current"] = field(
+        default="next",
+        metadata=_doc("reward/termination of step t from s_t+1 ('next') or s_t ('current', "
+                      "the original)"),
+    )
+    model_file: str | None = field(default=None, metadata=_doc("fitted ensemble to load"))
+    bc_init: bool = field(default=False, metadata=_doc("behaviour-cloning init of the policy"))
+    pessimism_coef: float | None = field(
+        default=None,
+        metadata=_doc("threshold = max dataset disagreement / this; None or 0: no halting",
+                      lambda v: v is None or v >= 0, "must be >= 0 or None"),
+    )
+    truncate_reward: float = field(default=0.0, metadata=_doc("reward added at a halt"))
+    hidden_size: tuple[int, ...] = field(
+        default=(64, 64),
+        metadata=_doc("dynamics MLP hidden sizes", lambda v: all(h > 0 for h in v),
+                      "sizes must be > 0"),
+    )
+    activation: Literal["relu", "tanh"] = field(default="relu",
+                                                metadata=_doc("dynamics activation"))
+    fit_lr: float = field(default=1e-3, metadata=_positive("dynamics Adam learning rate"))
+    fit_wd: float = field(default=0.0, metadata=_non_negative("dynamics Adam weight decay"))
+    fit_mb_size: int = field(default=256, metadata=_positive("dynamics minibatch size"))
+    fit_epochs: int = field(default=25, metadata=_positive("dynamics training epochs"))
+    refresh_fit: bool = field(default=False, metadata=_doc("unused, kept for compatibility"))
+    max_steps: int = field(default=10_000, metadata=_positive("cap on dynamics gradient steps"))
+    update_paths: int = field(default=50, metadata=_positive("start states per iteration"))
+    start_state: Literal["init", "buffer"] = field(
+        default="init", metadata=_doc("'init': dataset path starts; 'buffer': mix with any state")
+    )
+    buffer_frac: float | None = field(
+        default=None,
+        metadata=_doc("share of buffer states for start_state='buffer'",
+                      lambda v: v is None or 0 <= v <= 1, "must be in [0, 1] or None"),
+    )
+    horizon: int = field(default=1_000_000,
+                         metadata=_positive("model rollout length (clipped to env horizon)"))
+
+
+Schema = typing.TypeVar("Schema", bound=ConfigMethods)
 NOT_KEYS = {"source"}
 HINTS = {
     "hvp_frac": "it was never used by the original; set npg_hp=dict(hvp_sample_frac=...)",
@@ -356,14 +370,15 @@ def _build(cls: type, data: dict, lines: dict[str, int], src: str, prefix: str =
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict, lines: dict[str, int] | None = None,
-                     source: str = "<config>") -> MorelConfig:
-    """Validate a parsed dict against the schema and fill defaults."""
-    cfg = _build(MorelConfig, data, lines or {}, source)
+def config_from_dict(data: dict, lines: dict[str, int] | None = None, source: str = "<config>",
+                     schema: type[Schema] = MorelConfig) -> Schema:  # type: ignore[assignment]
+    """Validate a parsed dict against `schema` (a config dataclass) and fill defaults."""
+    cfg = _build(schema, data, lines or {}, source)
     return dataclasses.replace(cfg, source=source)
 
 
-def load_config(path: str | Path) -> MorelConfig:
+def load_config(path: str | Path,
+                schema: type[Schema] = MorelConfig) -> Schema:  # type: ignore[assignment]
     """Read, parse and validate a config file (see module docstring)."""
     path = Path(path)
     try:
@@ -375,20 +390,20 @@ def load_config(path: str | Path) -> MorelConfig:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read config ({err})") from None
     data, lines = parse_config_text(text, str(path))
-    return config_from_dict(data, lines, str(path))
+    return config_from_dict(data, lines, str(path), schema)
 
 
-def override(cfg: MorelConfig, **changes: Any) -> MorelConfig:
+def override(cfg: Schema, **changes: Any) -> Schema:
     """Apply command-line overrides (None means 'not given'), validated like file values."""
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         return cfg
     data = {**cfg.to_dict(), **given}
-    return dataclasses.replace(config_from_dict(data, source=cfg.source or "<config>"),
-                               source=cfg.source)
+    fresh = config_from_dict(data, source=cfg.source or "<config>", schema=type(cfg))
+    return dataclasses.replace(fresh, source=cfg.source)
 
 
-def write_config_json(cfg: MorelConfig, path: str | Path, **extra: Any) -> None:
+def write_config_json(cfg: ConfigMethods, path: str | Path, **extra: Any) -> None:
     """Write the resolved config (plus computed values such as truncate_lim) as JSON."""
     payload = {**cfg.to_dict(), **extra}
-    Path(path).write_text(json.dumps(payload, indent=4) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(payload, indent=4) + "\n")

@@ -10,15 +10,14 @@ restricted unpickler. `.npz` and `.h5` store the paths concatenated, with `path_
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from morel.atomic import atomic_path
 from morel.errors import MorelError
 from morel.safe_pickle import safe_load
 
@@ -228,10 +227,7 @@ def save_dataset(dataset: Dataset, path: str | Path, force: bool = False) -> Pat
     `force`. Returns the path written."""
     path = check_output_path(path, force)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix in (".pickle", ".pkl"):
             with open(tmp, "wb") as f:
                 pickle.dump([_plain(p) for p in dataset.paths], f, protocol=4)
@@ -242,10 +238,6 @@ def save_dataset(dataset: Dataset, path: str | Path, force: bool = False) -> Pat
                     np.savez_compressed(f, **flat, meta=np.array(json.dumps(dataset.meta)))
             else:
                 _write_h5(tmp, flat, dataset.meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -7,6 +7,7 @@ and F x = g is solved by conjugate gradient started at x0 = g (as the original).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -75,3 +76,48 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
         p = r + (rr_new / rr) * p
         rr = rr_new
     return x
+
+
+def surrogate(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
+              old_log_lik: torch.Tensor) -> torch.Tensor:
+    """mean_i exp(log pi(a_i|s_i) - log pi_old(a_i|s_i)) * A_i (likelihood-ratio surrogate)."""
+    return (torch.exp(policy.log_likelihood(obs, act) - old_log_lik) * adv).mean()
+
+
+def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
+             step_size: float, cg_iters: int, damping: float, hvp_sample_frac: float = 1.0,
+             generator: torch.Generator | None = None) -> dict[str, float]:
+    """One natural-gradient step on samples obs [M, obs_dim], act [M, act_dim], adv [M].
+
+    g = grad of the surrogate at theta_old; x ~ (F + damping I)^-1 g by `cg_iters` CG iterations
+    from x0 = g, with F on all samples or on one subsample (with replacement) of
+    `hvp_sample_frac * M` samples; theta += alpha x with alpha = sqrt(|step_size / (g.x + 1e-10)|),
+    so that the KL of the step is about step_size / 2. Returns the original's log values.
+    """
+    start = time.perf_counter()
+    params = list(policy.parameters())
+    with torch.no_grad():
+        old_mean, old_log_std = policy(obs), policy.log_std.clone()
+        old_log_lik = policy.log_likelihood(obs, act)
+    surr_before = surrogate(policy, obs, act, adv, old_log_lik)
+    grad = flat_grad(surr_before, params)
+    time_vpg = time.perf_counter() - start
+
+    start = time.perf_counter()
+    fisher_obs = obs
+    if hvp_sample_frac < 0.99:
+        count = max(int(hvp_sample_frac * len(obs)), 1)
+        picks = torch.randint(len(obs), (count,), generator=generator, device="cpu")
+        fisher_obs = obs[picks.to(obs.device)]
+    fvp = fisher_vector_product_fn(policy, fisher_obs, damping)
+    direction = conjugate_gradient(fvp, grad, cg_iters, x0=grad)
+    alpha = torch.sqrt(torch.abs(step_size / (grad @ direction + 1e-10)))
+    policy.set_flat_params(policy.flat_params() + alpha * direction)
+    time_npg = time.perf_counter() - start
+
+    with torch.no_grad():
+        surr_after = surrogate(policy, obs, act, adv, old_log_lik)
+        kl = gaussian_kl(old_mean, old_log_std, policy(obs), policy.log_std)
+    return {"alpha": float(alpha), "delta": float(step_size), "time_vpg": time_vpg,
+            "time_npg": time_npg, "kl_dist": float(kl),
+            "surr_improvement": float(surr_after - surr_before.detach())}

@@ -11,8 +11,6 @@ transforms, metadata), read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from morel.atomic import atomic_path
 from morel.errors import MorelError
 
 FORMAT = "morel.gaussian_mlp.v1"
@@ -123,15 +122,8 @@ def save_policy(policy: GaussianMLP, path: str | Path, meta: dict[str, Any] | No
         "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu"

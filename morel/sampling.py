@@ -129,3 +129,20 @@ def collect_episodes(vec_env: SyncVectorEnv, act: ActionFn, num_samples: int, se
                 active &= t > 0  # envs that just reset do not start a new episode
             obs = next_obs
     return paths
+
+
+def episode_returns(vec_env: SyncVectorEnv, act: ActionFn, seed: int) -> np.ndarray:
+    """Run exactly one episode in each env of `vec_env`; undiscounted returns [num_envs].
+
+    Env i is seeded with seed + i and the action noise (if any) with `seed`.
+    """
+    rng = np.random.default_rng(seed)
+    n = vec_env.num_envs
+    returns = np.zeros(n)
+    running = np.ones(n, bool)
+    obs, _ = vec_env.reset(seed=seed)
+    while running.any():
+        obs, rewards, terminated, truncated, _ = vec_env.step(act(obs, rng))
+        returns += np.where(running, rewards, 0.0)
+        running &= ~(terminated | truncated)
+    return returns

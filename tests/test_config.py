@@ -188,3 +188,24 @@ def test_readme_lists_every_config_key():
     for nested in ("npg_hp.FIM_invert_args.iters", "npg_hp.FIM_invert_args.damping",
                    "npg_hp.hvp_sample_frac"):
         assert f"| `{nested}` |" in table
+
+
+def test_readme_lists_every_train_policy_key():
+    from morel.train_config import PolicyTrainConfig
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- train-config-keys -->")[1].split("<!-- /train-config-keys -->")[0]
+    for f in dataclasses.fields(PolicyTrainConfig):
+        if f.name not in ("source", "npg_hp"):
+            default = "required" if f.default is dataclasses.MISSING else repr(f.default)
+            assert f"| `{f.name}` |" in table and f"`{default}`" in table, f.name
+
+
+@pytest.mark.parametrize("env", ["hopper", "walker2d", "halfcheetah"])
+def test_shipped_npg_configs_parse(env):
+    from morel.train_config import PolicyTrainConfig
+
+    cfg = load_config(ROOT / "configs" / f"npg_{env}_v5.txt", PolicyTrainConfig)
+    assert cfg.env_name.lower().startswith(env) and cfg.num_samples == 20_000
+    with pytest.raises(ConfigError, match="unknown key 'num_samples'"):
+        load_config(ROOT / "configs" / f"npg_{env}_v5.txt")  # not a MOReL config

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from morel.envs import make_vector_env
+from morel.envs import make_env, make_vector_env
 from morel.errors import MorelError
-from morel.sampling import ActionMode, collect_episodes, gaussian_action_fn, uniform_action_fn
+from morel.sampling import (
+    ActionMode,
+    collect_episodes,
+    episode_returns,
+    gaussian_action_fn,
+    uniform_action_fn,
+)
 
 LOW, HIGH = -np.ones(2), np.ones(2)
 
@@ -60,3 +66,21 @@ def test_collection_gets_whole_episodes_and_is_deterministic():
     for a, b in zip(paths, again):
         np.testing.assert_array_equal(a["observations"], b["observations"])
         np.testing.assert_array_equal(a["actions"], b["actions"])
+
+
+def test_episode_returns_equal_single_env_episodes():
+    """One episode per env, env i seeded seed + i: the same returns as a plain loop."""
+
+    def act(obs, rng):
+        return np.tanh(obs[:, :3] * 2.0).astype(np.float32)  # deterministic, state dependent
+
+    returns = episode_returns(make_vector_env("Hopper-v5", 3), act, seed=11)
+    for i in range(3):
+        env = make_env("Hopper-v5")
+        obs, _ = env.reset(seed=11 + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs[None], None)[0])
+            total += reward
+            done = terminated or truncated
+        assert returns[i] == pytest.approx(total, rel=1e-6)

@@ -1,0 +1,81 @@
+"""One policy-iteration step on a batch of paths: returns, GAE, NPG update, baseline fit.
+
+The order is the original's (mjrl NPG.train_step): advantages use the baseline as it was before
+this batch; the baseline is fitted AFTER the policy update, on the same paths.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from morel.baselines import MLPBaseline
+from morel.gae import discounted_returns, gae_advantages, whiten
+from morel.npg import npg_step
+from morel.paths import PathBatch
+from morel.policies import GaussianMLP
+
+
+@dataclass
+class NPGSettings:
+    """Hyper-parameters of the update (config keys step_size, gamma, gae_lambda, npg_hp)."""
+
+    step_size: float
+    gamma: float
+    gae_lambda: float
+    cg_iters: int = 10
+    damping: float = 1e-4
+    hvp_sample_frac: float = 1.0
+
+
+class NPGAgent:
+    """Policy + baseline + settings; `train_step(batch)` updates both and returns log values."""
+
+    def __init__(self, policy: GaussianMLP, baseline: MLPBaseline, settings: NPGSettings):
+        self.policy, self.baseline, self.settings = policy, baseline, settings
+        self.running_score: float | None = None
+
+    def train_step(self, batch: PathBatch, generator: torch.Generator | None = None
+                   ) -> dict[str, float]:
+        """Update the policy and then the baseline on `batch`; the original's log keys, in order."""
+        s = self.settings
+        returns = discounted_returns(batch.rewards, batch.mask, s.gamma)
+        values = self.baseline.predict(batch)
+        advantages = gae_advantages(batch.rewards, values, batch.mask, batch.terminated,
+                                    s.gamma, s.gae_lambda)
+        advantages = whiten(advantages, batch.mask)
+
+        path_returns = batch.path_returns()
+        mean_return = float(path_returns.mean())
+        self.running_score = (mean_return if self.running_score is None
+                              else 0.9 * self.running_score + 0.1 * mean_return)
+        log: dict[str, float] = {
+            "stoc_pol_mean": mean_return,
+            "stoc_pol_std": float(path_returns.std(unbiased=False)),
+            "stoc_pol_max": float(path_returns.max()),
+            "stoc_pol_min": float(path_returns.min()),
+        }
+        step = npg_step(self.policy, batch.valid(batch.observations), batch.valid(batch.actions),
+                        batch.valid(advantages), s.step_size, s.cg_iters, s.damping,
+                        s.hvp_sample_frac, generator)
+        log.update(step)
+        log["running_score"] = self.running_score
+        log["num_samples"] = batch.num_samples
+
+        start = time.perf_counter()
+        error_before, error_after = self.baseline.fit(batch, returns, generator)
+        log.update(time_VF=time.perf_counter() - start, VF_error_before=error_before,
+                   VF_error_after=error_after)
+        return log
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "baseline": self.baseline.state_dict(),
+                "running_score": self.running_score}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.baseline.load_state_dict(state["baseline"])
+        self.running_score = state["running_score"]

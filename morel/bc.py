@@ -1,0 +1,43 @@
+"""Behaviour cloning (MOReL's `bc_init`): regress the policy mean on dataset actions.
+
+As the original: MSE between the policy mean and the action, Adam (lr 1e-3), `epochs` epochs of
+int(M / batch_size) minibatches each drawn WITH replacement; log_std gets no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from morel.policies import GaussianMLP
+
+
+def bc_loss(policy: GaussianMLP, observations: torch.Tensor, actions: torch.Tensor) -> float:
+    """MSE of the policy mean on observations [M, obs_dim] against actions [M, act_dim]."""
+    with torch.no_grad():
+        return float(((policy(observations) - actions) ** 2).mean())
+
+
+def behavior_clone(policy: GaussianMLP, observations: torch.Tensor, actions: torch.Tensor,
+                   epochs: int = 5, batch_size: int = 256, lr: float = 1e-3,
+                   generator: torch.Generator | None = None,
+                   progress: bool = True) -> tuple[float, float]:
+    """Fit the policy mean in place; returns (loss before, loss after)."""
+    before = bc_loss(policy, observations, actions)
+    params = [p for name, p in policy.named_parameters() if name != "log_std"]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    num = len(observations)
+    steps = max(num // batch_size, 1)
+    with tqdm(total=epochs * steps, desc="behaviour cloning", unit="step", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for _ in range(epochs):
+            picks = torch.randint(num, (steps, batch_size), generator=generator, device="cpu")
+            for idx in picks.to(observations.device):
+                loss = ((policy(observations[idx]) - actions[idx]) ** 2).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            bar.update(steps)
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+    policy.clamp_log_std()
+    return before, bc_loss(policy, observations, actions)

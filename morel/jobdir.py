@@ -1,0 +1,74 @@
+"""Job directories: creation rules, the resolved config, and resumable checkpoints.
+
+Layout (shared by train_policy.py and run_morel.py):
+    JOB/job_data.json            resolved config (+ computed values)
+    JOB/logs/log.pickle, log.csv per-iteration log; JOB/logs/*.png plots
+    JOB/iterations/policy_N.pt   periodic policies; JOB/iterations/checkpoint.pt (resume state)
+    JOB/best_policy.pt, JOB/policy_final.pt
+A directory holding a run is never written into unless --resume (same config) or --force.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morel.atomic import atomic_path
+from morel.errors import MorelError
+
+RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt")
+CHECKPOINT = Path("iterations") / "checkpoint.pt"
+# keys that may change between a run and its resumption
+RESUMABLE_CHANGES = {"num_iter", "save_freq", "device", "exp_notes"}
+
+
+def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> None:
+    """Check `job` against the flags before any work; on a fresh start clear old run files."""
+    data_file = job / "job_data.json"
+    if resume:
+        if not (job / CHECKPOINT).is_file() or not data_file.is_file():
+            raise MorelError(f"{job}: no run to resume (needs job_data.json and {CHECKPOINT}); "
+                             "drop --resume to start a new run")
+        try:
+            old = json.loads(data_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise MorelError(f"{data_file}: unreadable ({err}); cannot resume") from None
+        changed = sorted(k for k in set(old) | set(config)
+                         if k not in RESUMABLE_CHANGES and old.get(k) != config.get(k))
+        if changed and not force:
+            raise MorelError(f"{job}: config differs from the run's job_data.json in "
+                             f"{', '.join(changed)}; resume with the same config or add --force")
+        return
+    if job.exists() and not job.is_dir():
+        raise MorelError(f"{job}: exists and is not a directory; choose another --output")
+    existing = [name for name in RUN_FILES if (job / name).exists()]
+    if existing and not force:
+        raise MorelError(f"{job}: already holds a run ({', '.join(existing)}); pass --resume to "
+                         "continue it, --force to replace it, or choose another --output")
+    for name in existing:
+        target = job / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    job.mkdir(parents=True, exist_ok=True)
+
+
+def save_checkpoint(job: Path, state: dict[str, Any]) -> None:
+    """Write the resume state (tensors, numbers, strings, containers only) atomically."""
+    with atomic_path(job / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(job: Path) -> dict[str, Any]:
+    """Read the resume state with weights_only=True (no code runs)."""
+    path = job / CHECKPOINT
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors of many types: one line, named
+        raise MorelError(f"{path}: unreadable checkpoint ({type(err).__name__}); "
+                         "start again with --force") from None
+    if not isinstance(state, dict) or "iteration" not in state:
+        raise MorelError(f"{path}: not a checkpoint; start again with --force")
+    return state

@@ -1,0 +1,104 @@
+"""train_policy.py end to end on a tiny Hopper config: files, log values, resume = uninterrupted."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from conftest import run_script
+
+from morel.policies import load_policy
+
+TINY = """{
+'env_name': 'Hopper-v5', 'seed': 7, 'num_iter': 4, 'num_samples': 300, 'num_envs': 2,
+'eval_rollouts': 2, 'save_freq': 2, 'policy_size': (8, 8), 'vf_hidden_size': (16, 16),
+'step_size': 0.05, 'npg_hp': dict(FIM_invert_args={'iters': 5, 'damping': 1e-3}),
+}"""
+TIMING = {"iter_time", "time_sampling", "time_vpg", "time_npg", "time_VF"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    config = root / "npg_tiny.txt"
+    config.write_text(TINY)
+    full = run_script("train_policy.py", "--config", config, "--output", root / "full")
+    first = run_script("train_policy.py", "--config", config, "--output", root / "split",
+                       "--num_iter", "2")
+    resumed = run_script("train_policy.py", "--config", config, "--output", root / "split",
+                         "--resume")
+    return root, config, full, first, resumed
+
+
+def read_log(job):
+    return pickle.loads((job / "logs" / "log.pickle").read_bytes())
+
+
+def test_job_directory_and_log(runs):
+    root, _, full, _, _ = runs
+    assert full.returncode == 0, full.stderr
+    job = root / "full"
+    for name in ("job_data.json", "logs/log.pickle", "logs/log.csv", "logs/scores.png",
+                 "iterations/policy_1.pt", "iterations/policy_3.pt", "iterations/checkpoint.pt",
+                 "best_policy.pt", "policy_final.pt"):
+        assert (job / name).is_file(), name
+    assert json.loads((job / "job_data.json").read_text())["num_samples"] == 300
+    log = read_log(job)
+    assert all(len(v) == 4 for v in log.values())
+    assert all(n >= 300 for n in log["num_samples"])
+    assert all(0 < kl < 0.1 for kl in log["kl_dist"])
+    assert max(log["eval_score"]) > 0
+    best_policy, meta = load_policy(job / "best_policy.pt")
+    assert meta["env_name"] == "Hopper-v5" and meta["eval_score"] == max(log["eval_score"])
+    assert meta["iteration"] == log["eval_score"].index(max(log["eval_score"]))
+    assert "iteration 3" in full.stdout and "kl_dist" in full.stdout
+    lines = (job / "logs" / "log.csv").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("iteration,eval_score,iter_time")
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
+    root, _, _, first, resumed = runs
+    assert first.returncode == 0, first.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    full, split = read_log(root / "full"), read_log(root / "split")
+    assert list(full) == list(split)
+    for key in full:
+        if key not in TIMING:
+            assert full[key] == split[key], key
+    a, _ = load_policy(root / "full" / "policy_final.pt")
+    b, _ = load_policy(root / "split" / "policy_final.pt")
+    torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
+
+
+def test_existing_run_is_not_overwritten(runs):
+    root, config, *_ = runs
+    before = (root / "full" / "logs" / "log.pickle").read_bytes()
+    again = run_script("train_policy.py", "--config", config, "--output", root / "full")
+    assert again.returncode == 2
+    assert "already holds a run" in again.stderr and "Traceback" not in again.stderr
+    assert (root / "full" / "logs" / "log.pickle").read_bytes() == before
+
+
+def test_explore_results_plots_the_run(runs, tmp_path):
+    root, *_ = runs
+    out = run_script("utils/explore_results.py", "--job", root / "full", "--output",
+                     tmp_path / "p.png")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert "eval_score" in out.stdout
+    bad = run_script("utils/explore_results.py", "--job", root / "full", "--keys", "nope")
+    assert bad.returncode == 2 and "no key(s) nope" in bad.stderr
+
+
+def test_evaluate_policy_reports_both_modes(runs):
+    root, *_ = runs
+    out = run_script("utils/evaluate_policy.py", "--policy", root / "full" / "best_policy.pt",
+                     "--episodes", "2")
+    assert out.returncode == 0, out.stderr
+    row = out.stdout.splitlines()[2]
+    assert "best_policy.pt" in row and "Hopper-v5" in row and row.count("±") == 2
+    bad = run_script("utils/evaluate_policy.py", "--policy", root / "missing.pt")
+    assert bad.returncode == 2 and "policy file not found" in bad.stderr
