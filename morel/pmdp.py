@@ -7,9 +7,14 @@ naive model-based RL) when pessimism_coef is None or 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 from morel.dynamics import DynamicsEnsemble
+from morel.paths import PathBatch
+from morel.policies import GaussianMLP
 
 
 def max_pairwise_distance(predictions: torch.Tensor) -> torch.Tensor:
@@ -34,3 +39,119 @@ def truncate_limit(disagreement: torch.Tensor, pessimism_coef: float | None) -> 
     if not pessimism_coef:
         return None
     return float(disagreement.max()) / pessimism_coef
+
+
+@dataclass(frozen=True)
+class HaltRules:
+    """How model paths end (the original's post-processing, applied while rolling).
+
+    truncate_lim: halt threshold on the disagreement (None: never halt, naive MBRL);
+    halt_reward: added to the last reward of a halted path (the original's truncate_reward);
+    halt_terminates: halted paths are terminal (bootstrap 0; the paper's absorbing HALT) instead
+    of the original's behaviour, where no path is terminal once the halting pass runs.
+    """
+
+    truncate_lim: float | None
+    halt_reward: float = 0.0
+    halt_terminates: bool = False
+    min_length: int = 5  # paths the termination function ends earlier are dropped
+    min_halt_length: int = 4  # a halted path keeps at least this many steps
+    bound: float = 100.0  # states and actions are clamped to +-bound
+
+
+@dataclass
+class Rollouts:
+    """Model paths as a PathBatch plus next_observations [P, T, obs_dim] and per-path flags."""
+
+    batch: PathBatch
+    next_observations: torch.Tensor
+    halted: torch.Tensor  # [P] bool
+    env_terminated: torch.Tensor  # [P] bool: the termination function ended the path
+    num_dropped: int
+
+
+RewardFn = Callable[..., torch.Tensor]
+
+
+@torch.no_grad()
+def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: torch.Tensor,
+                  horizon: int, rules: HaltRules, reward_fn: RewardFn,
+                  termination_fn: RewardFn | None, timing: str = "next",
+                  act_repeat: int = 1, generator: torch.Generator | None = None) -> Rollouts:
+    """Roll every start state [N, obs_dim] through every member: P = E * N paths (member-major).
+
+    Each step runs ONE ensemble forward on the live paths' (s, a): member e's prediction advances
+    member e's paths and the spread of all members is the disagreement. Actions are the policy
+    mean plus exp(log_std) * N(0, 1) noise (drawn on the CPU from `generator`), clamped with the
+    states to +-bound. A path ends at its first done step (termination function, kept), or, after
+    the first step whose disagreement exceeds truncate_lim (not counted on the step that ends the
+    path), at length max(min_halt_length, t + 1). Paths the termination function ends before
+    min_length steps are dropped. Rewards are reward_fn * act_repeat; finished paths stop costing
+    compute (the live set is compacted each step).
+    """
+    dev, num_models = start_states.device, model.num_models
+    n_start, obs_dim = start_states.shape
+    num = num_models * n_start
+    act_dim = policy.act_dim
+    member = torch.arange(num_models, device=dev).repeat_interleave(n_start)
+    obs_buf = torch.zeros(num, horizon, obs_dim, device=dev)
+    act_buf = torch.zeros(num, horizon, act_dim, device=dev)
+    next_buf = torch.zeros(num, horizon, obs_dim, device=dev)
+    length = torch.full((num,), horizon, dtype=torch.long, device=dev)
+    env_done = torch.zeros(num, dtype=torch.bool, device=dev)
+    violated = torch.full((num,), -1, dtype=torch.long, device=dev)  # first violation step
+    live = torch.arange(num, device=dev)
+    states = start_states.repeat(num_models, 1)
+    std = torch.exp(policy.log_std)
+    for t in range(horizon):
+        noise = torch.randn(len(live), act_dim, generator=generator).to(dev)
+        actions = (policy(states) + std * noise).clamp(-rules.bound, rules.bound)
+        preds = model.predict_all(states, actions)  # [E, L, obs_dim]
+        rows = torch.arange(len(live), device=dev)
+        next_states = preds[member[live], rows].clamp(-rules.bound, rules.bound)
+        obs_buf[live, t], act_buf[live, t], next_buf[live, t] = states, actions, next_states
+        done = torch.zeros(len(live), dtype=torch.bool, device=dev)
+        if termination_fn is not None:
+            step = {"observations": states[:, None], "actions": actions[:, None],
+                    "next_observations": next_states[:, None]}
+            done = torch.as_tensor(termination_fn(step, timing), device=dev)[:, 0]
+        stop = done.clone()
+        if rules.truncate_lim is not None and num_models > 1:
+            # the original checks steps 0..T-2 of a path: not the step that ends it
+            over = (max_pairwise_distance(preds) > rules.truncate_lim) & ~done
+            if t == horizon - 1:
+                over[:] = False
+            first = over & (violated[live] < 0)
+            violated[live[first]] = t
+            halting = (violated[live] >= 0) & ~done & (t + 1 >= rules.min_halt_length)
+            length[live[halting]] = torch.clamp(violated[live[halting]] + 1,
+                                                min=rules.min_halt_length)
+            stop |= halting
+        length[live[done]] = t + 1
+        env_done[live[done]] = True
+        keep = ~stop
+        live, states = live[keep], next_states[keep]
+        if len(live) == 0:
+            break
+    halted = (violated >= 0) & ~env_done
+    # the original drops paths shorter than min_length after the termination cut (before halting)
+    valid = ~(env_done & (length < rules.min_length)) & (horizon >= rules.min_length)
+    steps = torch.arange(horizon, device=dev)
+    mask = (steps[None, :] < length[:, None]).float()
+    paths = {"observations": obs_buf, "actions": act_buf, "next_observations": next_buf}
+    rewards = torch.as_tensor(reward_fn(paths, timing), dtype=torch.float32, device=dev)
+    rewards = rewards * act_repeat * mask
+    last = (length - 1).clamp(min=0)
+    rewards[torch.arange(num, device=dev), last] += rules.halt_reward * halted.float()
+    if rules.truncate_lim is not None and num_models > 1:
+        terminated = halted & rules.halt_terminates
+        if rules.halt_terminates:
+            terminated |= env_done
+    else:
+        terminated = env_done
+    keep = valid.nonzero().squeeze(1)
+    width = int(length[keep].max()) if len(keep) else 1
+    batch = PathBatch(obs_buf[keep, :width], act_buf[keep, :width], rewards[keep, :width],
+                      mask[keep, :width], terminated[keep])
+    return Rollouts(batch, next_buf[keep, :width], halted[keep], env_done[keep],
+                    int(num - len(keep)))

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from morel.dynamics import DynamicsEnsemble
-from morel.pmdp import dataset_disagreement, max_pairwise_distance, truncate_limit
+from morel.pmdp import (
+    HaltRules,
+    dataset_disagreement,
+    max_pairwise_distance,
+    pmdp_rollouts,
+    truncate_limit,
+)
+from morel.policies import GaussianMLP
 
 
 def reference_disagreement(predictions):
@@ -37,3 +44,142 @@ def test_dataset_disagreement_in_batches_and_threshold():
                                rtol=1e-5, atol=1e-6)
     assert truncate_limit(full, 0.5) == pytest.approx(2 * float(full.max()))
     assert truncate_limit(full, None) is None and truncate_limit(full, 0.0) is None
+
+
+def drift_ensemble(gain: float = 0.1) -> DynamicsEnsemble:
+    """Two linear members on states (x, y), actions ignored: member 0 x' = x + 1, member 1
+    x' = (1 + gain) x + 1; y' = y. Disagreement at (x, y) is gain * |x|."""
+    model = DynamicsEnsemble(2, 2, 1, (), seed=0)
+    with torch.no_grad():
+        model.weights[0].zero_()
+        model.biases[0].zero_()
+        model.biases[0][:, 0, 0] = 1.0
+        model.weights[0][1, 0, 0] = gain
+    return model
+
+
+def still_policy() -> GaussianMLP:
+    policy = GaussianMLP(2, 1, (4,), init_log_std=-20.0, min_log_std=-20.0, seed=0)
+    with torch.no_grad():
+        policy.layers[-1].weight.zero_()
+        policy.layers[-1].bias.zero_()
+    return policy
+
+
+def zero_reward(paths, timing):
+    return torch.ones(paths["observations"].shape[:2])
+
+
+def test_paths_halt_exactly_where_the_disagreement_crosses():
+    starts = torch.tensor([[0.0, 0.0], [10.0, 0.0], [-0.7, 0.0]])
+    rules = HaltRules(truncate_lim=0.45, halt_reward=-7.0)
+    out = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 20, rules, zero_reward, None)
+    # member 0 from x=0: x_t = t, disagreement 0.1 t > 0.45 first at t=5 -> length 6
+    # member 0 from x=10: violated at t=0 -> halted at the minimum length 4
+    # member 0 from x=-0.7: disagreement 0.1|t - 0.7| > 0.45 first at t=6 -> length 7
+    # member 1 from x=0: x = 0, 1, 2.1, 3.31, 4.641 -> violated at t=4 -> length 5
+    # member 1 from x=10: length 4; from x=-0.7: x = -.7, .23, 1.25, 2.38, 3.62, 4.98 -> t=5
+    assert out.batch.lengths.tolist() == [6, 4, 7, 5, 4, 6]
+    assert out.halted.all() and out.num_dropped == 0
+    assert not out.batch.terminated.any()  # the original: no P-MDP path is terminal
+    rewards = out.batch.rewards
+    lengths = out.batch.lengths
+    for p in range(6):
+        assert rewards[p, lengths[p] - 1] == 1.0 - 7.0 and rewards[p, :lengths[p] - 1].eq(1).all()
+    torch.testing.assert_close(out.batch.observations[0, :6, 0], torch.arange(6.0))
+    terminal = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 20,
+                             HaltRules(0.45, halt_terminates=True), zero_reward, None)
+    assert terminal.batch.terminated.all()
+
+
+def test_no_threshold_runs_to_the_horizon_and_termination_rules():
+    starts = torch.tensor([[0.0, 0.0], [-3.0, 0.0]])
+
+    def done_at_x3(paths, timing):
+        return paths["observations"][..., 0] >= 3.0
+
+    naive = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 12, HaltRules(None),
+                          zero_reward, done_at_x3, timing="current")
+    # from x=0 member 0 is done at t=3 (length 4 < 5): dropped; member 1 at t=3 (x=3.31): dropped
+    # from x=-3: member 0 done at t=6 (length 7), member 1: x=-3,-2.3,-1.53,-.683,.249,1.27,2.4,3.6
+    assert naive.num_dropped == 2
+    assert naive.batch.lengths.tolist() == [7, 8]
+    assert naive.batch.terminated.all() and not naive.halted.any()
+    horizon_only = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 12, HaltRules(None),
+                                 zero_reward, None)
+    assert horizon_only.batch.lengths.tolist() == [12] * 4
+    assert not horizon_only.batch.terminated.any()
+    quirk = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 12, HaltRules(100.0),
+                          zero_reward, done_at_x3, timing="current")
+    assert quirk.batch.lengths.tolist() == [7, 8] and not quirk.batch.terminated.any()
+
+
+@torch.no_grad()
+def reference_rollouts(model, policy, starts, horizon, rules, reward_fn, term_fn, timing,
+                       act_repeat):
+    """The original's method, slowly: roll each member alone for the full horizon, then cut at
+    termination, drop short paths, and halt at the first violation, path by path."""
+    out = []
+    for e in range(model.num_models):
+        for s in starts:
+            obs, acts, nxt = [], [], []
+            for _ in range(horizon):
+                a = policy(s[None])[0].clamp(-rules.bound, rules.bound)
+                s2 = model.predict_all(s[None], a[None])[e, 0].clamp(-rules.bound, rules.bound)
+                obs.append(s), acts.append(a), nxt.append(s2)
+                s = s2
+            path = {"observations": torch.stack(obs)[None], "actions": torch.stack(acts)[None],
+                    "next_observations": torch.stack(nxt)[None]}
+            rewards = reward_fn(path, timing)[0] * act_repeat
+            length, terminated = horizon, False
+            if term_fn is not None:
+                done = term_fn(path, timing)[0]
+                if done.any():
+                    length, terminated = int(done.nonzero()[0]) + 1, True
+            if length < rules.min_length:
+                continue
+            halted = False
+            if rules.truncate_lim is not None:
+                for t in range(length - 1):
+                    preds = model.predict_all(path["observations"][0, t][None],
+                                              path["actions"][0, t][None])
+                    if float(max_pairwise_distance(preds)[0]) > rules.truncate_lim:
+                        length, halted = max(rules.min_halt_length, t + 1), True
+                        break
+                terminated = False  # the original's quirk
+            rewards = rewards[:length].clone()
+            if halted:
+                rewards[-1] += rules.halt_reward
+            out.append((path["observations"][0, :length], rewards, terminated, halted))
+    return out
+
+
+def test_batched_rollouts_equal_the_slow_reference(hopper_reward_file):
+    from morel.reward_files import load_reward_file
+
+    funcs = load_reward_file(hopper_reward_file, 11)
+    torch.manual_seed(0)
+    model = DynamicsEnsemble(3, 11, 3, (32,), seed=1)
+    data = torch.randn(500, 11) * 0.3
+    data[:, 0] += 1.25
+    model.set_normalisation(data, torch.rand(500, 3) * 2 - 1, data + 0.05 * torch.randn(500, 11))
+    policy = GaussianMLP(11, 3, (16,), init_log_std=-20.0, min_log_std=-20.0, seed=2)
+    starts = data[:6]
+    probe = dataset_disagreement(model, data, torch.zeros(500, 3))
+    for lim in (float(probe.quantile(0.6)), None):
+        rules = HaltRules(lim, halt_reward=-3.0)
+        fast = pmdp_rollouts(model, policy, starts, 30, rules, funcs.reward_function,
+                             funcs.termination_function, "next", act_repeat=2)
+        slow = reference_rollouts(model, policy, starts, 30, rules, funcs.reward_function,
+                                  funcs.termination_function, "next", 2)
+        assert len(slow) == len(fast.batch.lengths) and len(slow) > 0
+        kinds = {(bool(h), bool(t)) for *_, t, h in slow}
+        assert lim is None or len(kinds) > 1 or any(h for *_, h in slow)
+        for p, (obs, rewards, terminated, halted) in enumerate(slow):
+            n = len(rewards)
+            assert int(fast.batch.lengths[p]) == n
+            torch.testing.assert_close(fast.batch.observations[p, :n], obs, rtol=1e-4,
+                                       atol=1e-4)
+            torch.testing.assert_close(fast.batch.rewards[p, :n], rewards, rtol=1e-4, atol=1e-3)
+            assert bool(fast.batch.terminated[p]) == terminated
+            assert bool(fast.halted[p]) == halted
