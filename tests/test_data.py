@@ -113,3 +113,10 @@ def test_summary_matches_hand_computation():
                                [returns.mean(), returns.std(), returns.min(), returns.max()],
                                rtol=1e-6)
     assert "trajectories 3 | samples 15" in s.table()
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    from morel.atomic import _UMASK, write_text_atomic
+
+    write_text_atomic(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~_UMASK

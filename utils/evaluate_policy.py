@@ -4,7 +4,8 @@ action (deterministic) and with the policy's own Gaussian noise (stochastic).
     python utils/evaluate_policy.py --policy logging_policy/*.pt --episodes 10 --seed 0
 
 The env id and act_repeat come from each file's metadata. Prints a Markdown table
-(logging_policy/README.md quotes it).
+(logging_policy/README.md quotes it). Runs single-threaded: a policy forward summed in another
+order rounds differently, and the chaotic dynamics turn that into different returns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,6 +57,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="env i of the batch is seeded seed + i")
     args = p.parse_args()
+    torch.set_num_threads(1)
     if args.episodes < 1:
         raise MorelError("--episodes must be >= 1")
     rows = [evaluate(path, args.episodes, args.seed) for path in args.policy]
