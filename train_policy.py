@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tabulate import tabulate
 from tqdm import tqdm
 
 from morel.agent import NPGAgent, NPGSettings
@@ -29,10 +28,10 @@ from morel.config import load_config, override, write_config_json
 from morel.device import resolve_device
 from morel.envs import check_env_id, make_vector_env
 from morel.errors import MorelError, run_cli
-from morel.jobdir import load_checkpoint, prepare_job_dir, save_checkpoint
+from morel.jobdir import iteration_table, load_checkpoint, prepare_job_dir, save_iteration
 from morel.logger import DataLog
 from morel.paths import PathBatch
-from morel.plots import SCORE_KEYS, plot_log
+from morel.plots import SCORE_KEYS
 from morel.policies import GaussianMLP, load_policy, save_policy
 from morel.sampling import ActionMode, collect_episodes, episode_returns, gaussian_action_fn
 from morel.train_config import PolicyTrainConfig
@@ -128,15 +127,11 @@ def main() -> None:
             save_policy(policy, job / "best_policy.pt", policy_meta(cfg, env0.obs_dim, it,
                                                                     eval_score))
         bar.set_postfix(stoc=f"{stats['stoc_pol_mean']:.0f}", eval=f"{eval_score:.0f}")
-        tqdm.write(tabulate(sorted(log.current().items()), floatfmt=".4g",
-                            headers=[f"iteration {it}", "value"]))
+        tqdm.write(iteration_table(log, it))
         if (it + 1) % cfg.save_freq == 0 or it + 1 == cfg.num_iter:
-            save_policy(policy, job / "iterations" / f"policy_{it}.pt",
-                        policy_meta(cfg, env0.obs_dim, it, eval_score))
-            log.save(job / "logs")
-            plot_log(log.log, SCORE_KEYS, job / "logs" / "scores.png", title=str(job))
-            save_checkpoint(job, {"iteration": it + 1, "agent": agent.state_dict(),
-                                  "log": log.log, "best_score": best_score})
+            save_iteration(job, it, policy, policy_meta(cfg, env0.obs_dim, it, eval_score), log,
+                           {"iteration": it + 1, "agent": agent.state_dict(), "log": log.log,
+                            "best_score": best_score}, SCORE_KEYS)
     bar.close()
     last = cfg.num_iter - 1
     save_policy(policy, job / "policy_final.pt",

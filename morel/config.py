@@ -160,6 +160,15 @@ class MorelConfig(CommonKeys):
                       lambda v: v is None or v >= 0, "must be >= 0 or None"),
     )
     truncate_reward: float = field(default=0.0, metadata=_doc("reward added at a halt"))
+    halt_terminates: bool = field(
+        default=False,
+        metadata=_doc("halted paths are terminal (the paper's absorbing HALT); False: the "
+                      "original code, where no model path is terminal once halting runs"),
+    )
+    halt_penalty: float = field(
+        default=0.0,
+        metadata=_doc("extra reward at a halt when halt_terminates is True (the paper's -kappa)"),
+    )
     hidden_size: tuple[int, ...] = field(
         default=(64, 64),
         metadata=_doc("dynamics MLP hidden sizes", lambda v: all(h > 0 for h in v),

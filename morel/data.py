@@ -263,3 +263,17 @@ def _write_h5(tmp: str, flat: dict[str, np.ndarray], meta: dict) -> None:
         for key, arr in flat.items():
             f.create_dataset(key, data=arr, compression="gzip" if arr.size > 1024 else None)
         f.attrs["meta"] = json.dumps(meta)
+
+
+def transitions(paths: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Flat transitions of a dataset, as the original builds them: within each path
+    s = obs[:-1], a = act[:-1], s_next = obs[1:], r = rew[:-1] ([M, .] float32), plus
+    init_states [num_paths, obs_dim] (each path's first observation)."""
+    cut = [p for p in paths if len(p["rewards"]) >= 2]
+    return {
+        "s": np.concatenate([p["observations"][:-1] for p in cut]),
+        "a": np.concatenate([p["actions"][:-1] for p in cut]),
+        "s_next": np.concatenate([p["observations"][1:] for p in cut]),
+        "r": np.concatenate([p["rewards"][:-1] for p in cut]),
+        "init_states": np.stack([p["observations"][0] for p in paths]),
+    }

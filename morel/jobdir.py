@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tabulate import tabulate
 
 from morel.atomic import atomic_path
 from morel.errors import MorelError
+from morel.logger import DataLog
+from morel.plots import plot_log
+from morel.policies import GaussianMLP, save_policy
 
 RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt")
 CHECKPOINT = Path("iterations") / "checkpoint.pt"
@@ -37,8 +41,8 @@ def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool
             old = json.loads(data_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise MorelError(f"{data_file}: unreadable ({err}); cannot resume") from None
-        changed = sorted(k for k in set(old) | set(config)
-                         if k not in RESUMABLE_CHANGES and old.get(k) != config.get(k))
+        changed = sorted(k for k in config  # job_data.json also holds computed values
+                         if k not in RESUMABLE_CHANGES and old.get(k) != config[k])
         if changed and not force:
             raise MorelError(f"{job}: config differs from the run's job_data.json in "
                              f"{', '.join(changed)}; resume with the same config or add --force")
@@ -72,3 +76,19 @@ def load_checkpoint(job: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "iteration" not in state:
         raise MorelError(f"{path}: not a checkpoint; start again with --force")
     return state
+
+
+def save_iteration(job: Path, iteration: int, policy: GaussianMLP, meta: dict[str, Any],
+                   log: DataLog, checkpoint: dict[str, Any], plot_keys: tuple[str, ...]) -> None:
+    """The periodic save of a run: iterations/policy_N.pt, logs, score plot, then the checkpoint
+    (last, so a checkpoint never points past files that were not written)."""
+    save_policy(policy, job / "iterations" / f"policy_{iteration}.pt", meta)
+    log.save(job / "logs")
+    plot_log(log.log, plot_keys, job / "logs" / "scores.png", title=str(job))
+    save_checkpoint(job, checkpoint)
+
+
+def iteration_table(log: DataLog, iteration: int) -> str:
+    """The current value of every log key, as the per-iteration table printed by the scripts."""
+    return tabulate(sorted(log.current().items()), floatfmt=".4g",
+                    headers=[f"iteration {iteration}", "value"])

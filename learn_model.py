@@ -1,0 +1,62 @@
+"""Fit the dynamics ensemble of a MOReL config on its dataset and save it (run_morel.py can then
+load it with the config key `model_file`).
+
+    python learn_model.py --config configs/hopper_v5_morel.txt --output models/hopper_medium.pt
+
+Prints each member's training loss (normalised units) and prediction MSE on the data (raw
+units), and the halting threshold the config's pessimism_coef would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tabulate import tabulate
+
+from morel.config import load_config, override
+from morel.device import resolve_device
+from morel.dynamics import save_ensemble
+from morel.ensemble_fit import ensemble_meta, fit_or_load_ensemble
+from morel.envs import check_env_id, make_env
+from morel.errors import MorelError, run_cli
+from morel.morel_run import load_offline_data, load_reward
+from morel.pmdp import dataset_disagreement, truncate_limit
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
+    p.add_argument("--output", "-o", required=True, help="model file to write (.pt)")
+    p.add_argument("--include", "-i", default=None, help="reward file (for its obs_mask)")
+    p.add_argument("--device", default=None, help="override the config's device")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    args = p.parse_args()
+    cfg = override(load_config(args.config), device=args.device, seed=args.seed)
+    if cfg.model_file:
+        raise MorelError(f"{args.config}: model_file is set, so there is nothing to fit; "
+                         "remove it to fit a new ensemble")
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise MorelError(f"{output}: file exists; choose another --output or pass --force")
+    check_env_id(cfg.env_name)
+    device = resolve_device(cfg.device)
+    env = make_env(cfg.env_name, cfg.act_repeat)
+    reward = load_reward(cfg, args.include, env.obs_dim)
+    data = load_offline_data(cfg, env.obs_dim, env.act_dim, reward, device)
+    model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device)
+    save_ensemble(model, str(output), ensemble_meta(cfg))
+    disagreement = dataset_disagreement(model, data.tensors["s"], data.tensors["a"])
+    rows = [[i, log.get(f"dyn_loss_{i}"), log[f"dyn_loss_gen_{i}"]]
+            for i in range(model.num_models)]
+    print(tabulate(rows, headers=["member", "train loss (normalised)", "prediction MSE"],
+                   floatfmt=".4g"))
+    limit = truncate_limit(disagreement, cfg.pessimism_coef)
+    print(f"max dataset disagreement {float(disagreement.max()):.4g}; truncate_lim with "
+          f"pessimism_coef {cfg.pessimism_coef}: {limit}")
+    print(f"saved {output} ({log['model_learning_time']:.1f} s)")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,53 @@
+"""Fit (or load) the dynamics ensemble of a MOReL config and report its losses."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morel.config import MorelConfig
+from morel.dynamics import DynamicsEnsemble, load_ensemble
+from morel.errors import MorelError
+
+
+def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_dim: int,
+                         act_dim: int, device: torch.device, progress: bool = True
+                         ) -> tuple[DynamicsEnsemble, dict[str, Any]]:
+    """The ensemble for `cfg` (loaded from `model_file`, else fitted on data['s', 'a', 's_next'])
+    and its log values: fit_epochs, dyn_loss_i (last epoch's training loss, normalised units),
+    dyn_loss_gen_i (MSE of the predicted next state on the data, raw units), model_learning_time.
+    """
+    start = time.perf_counter()
+    log: dict[str, Any] = {}
+    if cfg.model_file:
+        path = cfg.resolve_path("model_file")
+        model, meta = load_ensemble(str(path), device)
+        if (model.obs_dim, model.act_dim) != (obs_dim, act_dim):
+            raise MorelError(f"{path}: ensemble is for obs/act dims {model.obs_dim}/"
+                             f"{model.act_dim}, env '{cfg.env_name}' has {obs_dim}/{act_dim}")
+        if meta.get("env_name") not in (None, cfg.env_name):
+            raise MorelError(f"{path}: ensemble was fitted for env '{meta['env_name']}', the "
+                             f"config's env is '{cfg.env_name}'")
+        log["fit_epochs"] = 0
+    else:
+        model = DynamicsEnsemble(cfg.num_models, obs_dim, act_dim, cfg.hidden_size,
+                                 cfg.activation, seed=cfg.seed).to(device)
+        history = model.fit(data["s"], data["a"], data["s_next"], cfg.fit_epochs,
+                            cfg.fit_mb_size, cfg.fit_lr, cfg.fit_wd, cfg.max_steps,
+                            seed=cfg.seed, progress=progress)
+        log["fit_epochs"] = len(history)
+        for i, loss in enumerate(history[-1].tolist()):
+            log[f"dyn_loss_{i}"] = loss
+    for i, loss in enumerate(model.prediction_loss(data["s"], data["a"], data["s_next"]).tolist()):
+        log[f"dyn_loss_gen_{i}"] = loss
+    log["model_learning_time"] = time.perf_counter() - start
+    return model, log
+
+
+def ensemble_meta(cfg: MorelConfig, path: Path | str | None = None) -> dict[str, Any]:
+    """Metadata stored with a fitted ensemble."""
+    return {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat, "data_file": cfg.data_file,
+            "seed": cfg.seed, "config": str(path or cfg.source)}

@@ -1,0 +1,235 @@
+"""MOReL's training loop (run_morel.py): dataset -> ensemble -> pessimistic MDP -> NPG.
+
+Per iteration k (every random stream seeded from `seed` and k, so resumed runs repeat exactly):
+draw `update_paths` start states, roll each through every ensemble member in the P-MDP, take an
+NPG step on those paths, fit the baseline on them, and score the mean-action policy in the real
+env (`eval_rollouts` episodes). The best policy is kept by eval score (by model return when
+eval_rollouts is 0).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from morel.agent import NPGAgent, NPGSettings
+from morel.baselines import MLPBaseline
+from morel.bc import behavior_clone
+from morel.config import MorelConfig, write_config_json
+from morel.data import load_dataset, transitions
+from morel.dynamics import load_ensemble, save_ensemble
+from morel.ensemble_fit import ensemble_meta, fit_or_load_ensemble
+from morel.envs import check_env_id, make_vector_env
+from morel.errors import MorelError
+from morel.jobdir import (
+    iteration_table,
+    load_checkpoint,
+    prepare_job_dir,
+    save_iteration,
+)
+from morel.logger import DataLog
+from morel.pmdp import HaltRules, dataset_disagreement, pmdp_rollouts, truncate_limit
+from morel.policies import GaussianMLP, load_policy, save_policy
+from morel.reward_files import RewardFile, load_reward_file
+from morel.sampling import episode_returns
+
+PLOT_KEYS = ("train_score", "eval_score", "stoc_pol_mean", "halted_frac")
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass
+class OfflineData:
+    """Dataset transitions on the device: s, a, s_next [M, .]; init_states [paths, obs_dim]."""
+
+    tensors: dict[str, torch.Tensor]
+    mean_return: float
+    num_samples: int
+
+
+def load_reward(cfg: MorelConfig, include: str | None, obs_dim: int) -> RewardFile:
+    """The reward/termination functions (--include wins over the config's reward_file)."""
+    path = Path(include) if include else (cfg.resolve_path("reward_file") if cfg.reward_file
+                                          else None)
+    if path is None:
+        raise MorelError(f"{cfg.source}: no reward function: set 'reward_file' (e.g. "
+                         "utils/reward_functions/gym_hopper.py) or pass --include")
+    reward = load_reward_file(path, obs_dim)
+    if reward.reward_function is None:
+        raise MorelError(f"{path}: defines no reward_function; learned rewards are not "
+                         "supported yet")
+    return reward
+
+
+def check_termination_on_data(path: Path, reward: RewardFile, data: dict[str, torch.Tensor],
+                              timing: str, limit: float = 0.05) -> None:
+    """Refuse data the termination function calls terminal at many steps: the usual cause is
+    observations recorded without the reward file's obs_mask (or with another one)."""
+    steps = {"observations": data["s"][None], "actions": data["a"][None],
+             "next_observations": data["s_next"][None]}
+    done = torch.as_tensor(reward.termination_function(steps, timing))
+    share = float(done.float().mean())
+    if share > limit:
+        raise MorelError(f"{path}: {reward.path.name}'s termination_function ends {share:.0%} "
+                         "of the dataset's transitions; were the observations recorded with its "
+                         f"obs_mask? (collect_dataset.py --include {reward.path})")
+
+
+def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: RewardFile,
+                      device: torch.device) -> OfflineData:
+    path = cfg.resolve_path("data_file")
+    obs_mask = reward.obs_mask if reward.obs_mask is not None else np.ones(obs_dim)
+    dataset = load_dataset(path, obs_dim, act_dim, min_length=2)
+    meta_mask = dataset.meta.get("obs_mask")
+    if meta_mask is not None and not np.allclose(np.asarray(meta_mask), obs_mask):
+        raise MorelError(f"{path}: observations were recorded with obs_mask {list(meta_mask)}, "
+                         f"the reward file's is {obs_mask.tolist()}; collect with the same "
+                         "--include")
+    repeat = dataset.meta.get("act_repeat")
+    if repeat is not None and int(repeat) != cfg.act_repeat:
+        raise MorelError(f"{path}: recorded with act_repeat {repeat}, the config has "
+                         f"{cfg.act_repeat}")
+    flat = transitions(dataset.paths)
+    tensors = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
+               for k, v in flat.items()}
+    if reward.termination_function is not None:
+        check_termination_on_data(path, reward, tensors, cfg.reward_timing)
+    returns = [float(np.sum(p["rewards"])) for p in dataset.paths]
+    return OfflineData(tensors, float(np.mean(returns)), dataset.num_samples)
+
+
+def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> torch.Tensor:
+    """Start states of one iteration [N, obs_dim], drawn with replacement (the original's counts:
+    'buffer' with buffer_frac f takes int(U(1-f)) + 1 path starts and int(U f) + 1 dataset
+    states; without buffer_frac U // 2 of each)."""
+    inits, states = data.tensors["init_states"], data.tensors["s"]
+    u = cfg.update_paths
+    if cfg.start_state == "init":
+        n_init, n_buf = u, 0
+    elif cfg.buffer_frac is not None:
+        n_init, n_buf = int(u * (1 - cfg.buffer_frac)) + 1, int(u * cfg.buffer_frac) + 1
+    else:
+        n_init, n_buf = u // 2, u // 2
+    picks = [inits[torch.randint(len(inits), (n_init,), generator=gen).to(inits.device)]]
+    if n_buf:
+        picks.append(states[torch.randint(len(states), (n_buf,), generator=gen).to(inits.device)])
+    return torch.cat(picks)
+
+
+def build_policy(cfg: MorelConfig, obs_dim: int, act_dim: int) -> GaussianMLP:
+    if not cfg.init_policy:
+        return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
+                           seed=cfg.seed)
+    policy, _ = load_policy(cfg.resolve_path("init_policy"))
+    if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
+        raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
+                         f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")
+    return policy
+
+
+def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
+              resume: bool = False, force: bool = False, progress: bool = True) -> float:
+    """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
+    check_env_id(cfg.env_name)
+    probe = make_vector_env(cfg.env_name, 1, cfg.act_repeat)
+    obs_dim, act_dim = probe.envs[0].obs_dim, probe.envs[0].act_dim
+    env_horizon = probe.envs[0].horizon
+    reward = load_reward(cfg, include, obs_dim)
+    obs_mask = reward.obs_mask if reward.obs_mask is not None else np.ones(obs_dim)
+    data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    prepare_job_dir(job, cfg.to_dict(), resume, force)
+
+    log = DataLog()
+    if resume:
+        model, _ = load_ensemble(str(job / "models.pt"), device)
+    else:
+        model, model_log = fit_or_load_ensemble(cfg, data.tensors, obs_dim, act_dim, device,
+                                                progress)
+        save_ensemble(model, str(job / "models.pt"), ensemble_meta(cfg))
+        log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
+                      **model_log, "act_repeat": cfg.act_repeat})
+    disagreement = dataset_disagreement(model, data.tensors["s"], data.tensors["a"])
+    truncate_lim = truncate_limit(disagreement, cfg.pessimism_coef)
+    write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
+
+    policy = build_policy(cfg, obs_dim, act_dim).to(device)
+    baseline = MLPBaseline(obs_dim, (128, 128), 1e-3, 1e-3, 256, 1, seed=cfg.seed, device=device)
+    fim = cfg.npg_hp.FIM_invert_args
+    agent = NPGAgent(policy, baseline, NPGSettings(cfg.step_size, cfg.gamma, cfg.gae_lambda,
+                                                   fim.iters, fim.damping,
+                                                   cfg.npg_hp.hvp_sample_frac))
+    start, best_score = 0, -math.inf
+    if resume:
+        state = load_checkpoint(job)
+        agent.load_state_dict(state["agent"])
+        log, start, best_score = DataLog(state["log"]), state["iteration"], state["best_score"]
+        print(f"resuming {job} at iteration {start} (best score {best_score:.1f})")
+    elif cfg.bc_init:
+        bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
+                                             generator=torch.Generator().manual_seed(cfg.seed),
+                                             progress=progress)
+        log.log_dict({"bc_loss_before": bc_before, "bc_loss_after": bc_after})
+
+    halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
+    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates)
+    horizon = min(cfg.horizon, env_horizon)
+    eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat, obs_mask)
+                if cfg.eval_rollouts else None)
+
+    def greedy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return policy.mean_std(obs)[0]
+
+    def meta(iteration: int, score: float) -> dict[str, Any]:
+        return {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat,
+                "obs_mask": obs_mask.tolist(), "trained_by": "run_morel.py",
+                "config": cfg.source, "seed": cfg.seed, "iteration": iteration,
+                "eval_score": score}
+
+    bar = tqdm(range(start, cfg.num_iter), desc="MOReL", unit="iter", dynamic_ncols=True,
+               initial=start, total=cfg.num_iter, disable=not progress)
+    for it in bar:
+        t_start = time.perf_counter()
+        gen = torch.Generator().manual_seed(cfg.seed + it)
+        starts = start_states(cfg, data, gen)
+        rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward.reward_function,
+                                 reward.termination_function, cfg.reward_timing,
+                                 cfg.act_repeat, gen)
+        if rollouts.batch.num_samples == 0:
+            raise MorelError(f"iteration {it}: every model path was dropped (shorter than 5 "
+                             "steps); check the reward file's termination_function")
+        time_sampling = time.perf_counter() - t_start
+        stats = agent.train_step(rollouts.batch, gen)
+        t_eval = time.perf_counter()
+        if eval_env is not None:
+            seed = cfg.seed + EVAL_SEED_OFFSET + it * cfg.eval_rollouts
+            eval_score = float(np.mean(episode_returns(eval_env, greedy, seed)))
+        else:
+            eval_score = math.nan
+        score = eval_score if eval_env is not None else stats["stoc_pol_mean"]
+        log.log_dict({"train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
+                      "iter_time": time.perf_counter() - t_start, "time_sampling": time_sampling,
+                      **stats, "time_eval": time.perf_counter() - t_eval,
+                      "halted_frac": float(rollouts.halted.float().mean()),
+                      "dropped_paths": rollouts.num_dropped,
+                      "mean_path_length": float(rollouts.batch.lengths.float().mean())})
+        if score > best_score:
+            best_score = score
+            save_policy(policy, job / "best_policy.pt", meta(it, score))
+        bar.set_postfix(train=f"{stats['stoc_pol_mean']:.0f}", eval=f"{eval_score:.0f}")
+        tqdm.write(iteration_table(log, it))
+        if (it + 1) % cfg.save_freq == 0 or it + 1 == cfg.num_iter:
+            save_iteration(job, it, policy, meta(it, eval_score), log,
+                           {"iteration": it + 1, "agent": agent.state_dict(), "log": log.log,
+                            "best_score": best_score}, PLOT_KEYS)
+    bar.close()
+    save_policy(policy, job / "policy_final.pt",
+                meta(cfg.num_iter - 1, log.current().get("eval_score", math.nan)))
+    log.save(job / "logs")
+    return best_score
+

@@ -1,0 +1,44 @@
+"""Run MOReL: fit (or load) the dynamics ensemble, build the pessimistic MDP, optimise a policy
+in it with NPG, and evaluate it in the real environment.
+
+    python run_morel.py --config configs/hopper_v5_morel.txt --output runs/morel_hopper
+    python run_morel.py --config configs/hopper_v5_morel.txt --output runs/morel_hopper --resume
+
+The job directory gets job_data.json (resolved config + truncate_lim), models.pt (the ensemble),
+logs/log.pickle, logs/log.csv and logs/scores.png, iterations/policy_N.pt every save_freq
+iterations, best_policy.pt, policy_final.pt and iterations/checkpoint.pt (resume state).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from morel.config import load_config, override
+from morel.device import resolve_device
+from morel.errors import run_cli
+from morel.morel_run import run_morel
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
+    p.add_argument("--output", "-o", required=True, help="job directory")
+    p.add_argument("--include", "-i", default=None,
+                   help="reward file (overrides the config's reward_file)")
+    p.add_argument("--device", default=None, help="override the config's device")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.add_argument("--force", action="store_true",
+                   help="replace the run in --output (or resume despite a changed config)")
+    args = p.parse_args()
+    cfg = override(load_config(args.config), device=args.device, seed=args.seed,
+                   num_iter=args.num_iter)
+    best = run_morel(cfg, Path(args.output), resolve_device(cfg.device), args.include,
+                     args.resume, args.force)
+    print(f"done: {args.output} (best score {best:.1f})")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,125 @@
+"""run_morel.py and learn_model.py end to end on a tiny Hopper dataset made by the shipped
+medium logging policy: job files, log values, threshold, resume = uninterrupted, loaded models."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from conftest import ROOT, run_script
+
+from morel.dynamics import load_ensemble
+from morel.policies import load_policy
+
+CONFIG = """{{
+'env_name': 'Hopper-v5', 'data_file': '{data}', 'learn_reward': False,
+'reward_file': 'utils/reward_functions/gym_hopper.py', 'seed': 5,
+'num_iter': 4, 'eval_rollouts': 2, 'num_models': 3, 'save_freq': 2, 'bc_init': True,
+'pessimism_coef': 1.0, 'hidden_size': (32, 32), 'fit_mb_size': 128, 'fit_epochs': 2,
+'horizon': 60, 'update_paths': 8, 'step_size': 0.02,
+'npg_hp': dict(FIM_invert_args={{'iters': 5, 'damping': 1e-3}}),
+{extra}}}"""
+TIMING = {"iter_time", "time_sampling", "time_vpg", "time_npg", "time_VF", "time_eval",
+          "model_learning_time"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("morel")
+    data = root / "hopper.pickle"
+    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
+                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", data,
+                      "--size", "3000", "--include", ROOT / "utils/reward_functions/gym_hopper.py")
+    assert made.returncode == 0, made.stderr
+    config = root / "tiny.txt"
+    config.write_text(CONFIG.format(data=data, extra=""))
+    full = run_script("run_morel.py", "--config", config, "--output", root / "full")
+    return root, data, config, full
+
+
+def read_log(job):
+    return pickle.loads((job / "logs" / "log.pickle").read_bytes())
+
+
+def test_job_directory_and_log(setup):
+    root, _, _, full = setup
+    assert full.returncode == 0, full.stderr
+    job = root / "full"
+    for name in ("job_data.json", "models.pt", "logs/log.pickle", "logs/log.csv",
+                 "logs/scores.png", "iterations/policy_1.pt", "iterations/policy_3.pt",
+                 "iterations/checkpoint.pt", "best_policy.pt", "policy_final.pt"):
+        assert (job / name).is_file(), name
+    job_data = json.loads((job / "job_data.json").read_text())
+    assert job_data["truncate_lim"] > 0 and job_data["pessimism_coef"] == 1.0
+    log = read_log(job)
+    for key in ("train_score", "eval_score", "kl_dist", "halted_frac", "VF_error_after"):
+        assert len(log[key]) == 4, key
+    for key in ("rollout_score", "dataset_samples", "dyn_loss_0", "dyn_loss_gen_2",
+                "bc_loss_after", "fit_epochs"):
+        assert len(log[key]) == 1, key
+    assert log["bc_loss_after"][0] < log["bc_loss_before"][0]
+    assert all(0 < n <= 3 * 8 * 60 for n in log["num_samples"])
+    model, meta = load_ensemble(str(job / "models.pt"))
+    assert model.num_models == 3 and meta["env_name"] == "Hopper-v5"
+    _, policy_meta = load_policy(job / "best_policy.pt")
+    assert policy_meta["trained_by"] == "run_morel.py" and policy_meta["obs_mask"][5] == 0.02
+
+
+def test_resume_continues_exactly(setup):
+    root, _, config, _ = setup
+    first = run_script("run_morel.py", "--config", config, "--output", root / "split",
+                       "--num_iter", "2")
+    assert first.returncode == 0, first.stderr
+    resumed = run_script("run_morel.py", "--config", config, "--output", root / "split",
+                         "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    full, split = read_log(root / "full"), read_log(root / "split")
+    assert list(full) == list(split)
+    for key in full:
+        if key not in TIMING:
+            assert full[key] == split[key], key
+    a, _ = load_policy(root / "full" / "policy_final.pt")
+    b, _ = load_policy(root / "split" / "policy_final.pt")
+    torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
+
+
+def test_learn_model_then_run_with_model_file(setup):
+    root, data, _, _ = setup
+    config = root / "fit.txt"
+    config.write_text(CONFIG.format(data=data, extra=""))
+    fitted = run_script("learn_model.py", "--config", config, "--output", root / "m.pt")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "truncate_lim" in fitted.stdout and "prediction MSE" in fitted.stdout
+    again = run_script("learn_model.py", "--config", config, "--output", root / "m.pt")
+    assert again.returncode == 2 and "file exists" in again.stderr
+    # the same seed and data: the saved ensemble equals the one run_morel.py fitted
+    a, _ = load_ensemble(str(root / "m.pt"))
+    b, _ = load_ensemble(str(root / "full" / "models.pt"))
+    for wa, wb in zip(a.weights, b.weights):
+        torch.testing.assert_close(wa, wb, rtol=0, atol=0)
+    loaded = root / "loaded.txt"
+    loaded.write_text(CONFIG.format(data=data, extra=f"'model_file': '{root / 'm.pt'}',\n")
+                      .replace("'num_iter': 4", "'num_iter': 1"))
+    run = run_script("run_morel.py", "--config", loaded, "--output", root / "loaded")
+    assert run.returncode == 0, run.stderr
+    assert read_log(root / "loaded")["fit_epochs"] == [0]
+
+
+def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
+    root, _, _, _ = setup
+    raw = tmp_path / "raw.pickle"
+    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
+                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", raw,
+                      "--size", "500")
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "raw.txt"
+    config.write_text(CONFIG.format(data=raw, extra=""))
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
+    assert out.returncode == 2 and "obs_mask" in out.stderr and "--include" in out.stderr
+    assert not (tmp_path / "job").exists()
+    config.write_text(CONFIG.format(data=raw, extra="").replace(
+        "'reward_file': 'utils/reward_functions/gym_hopper.py',", ""))
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
+    assert out.returncode == 2 and "no reward function" in out.stderr
