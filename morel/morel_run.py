@@ -39,8 +39,9 @@ from morel.pmdp import HaltRules, dataset_disagreement, pmdp_rollouts, truncate_
 from morel.policies import GaussianMLP, load_policy, save_policy
 from morel.reward_files import RewardFile, load_reward_file
 from morel.sampling import episode_returns
+from morel.scores import normalized_score
 
-PLOT_KEYS = ("train_score", "eval_score", "stoc_pol_mean", "halted_frac")
+PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
 EVAL_SEED_OFFSET = 1_000_000
 
 
@@ -185,11 +186,15 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     def greedy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return policy.mean_std(obs)[0]
 
-    def meta(iteration: int, score: float) -> dict[str, Any]:
-        return {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat,
-                "obs_mask": obs_mask.tolist(), "trained_by": "run_morel.py",
-                "config": cfg.source, "seed": cfg.seed, "iteration": iteration,
-                "eval_score": score}
+    def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
+        """A CPU copy that takes raw observations (obs_mask folded in), and its metadata."""
+        copy = GaussianMLP(obs_dim, act_dim, policy.hidden_sizes)
+        copy.load_state_dict({k: v.cpu() for k, v in policy.state_dict().items()})
+        copy.fold_obs_mask(obs_mask)
+        return copy, {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat,
+                      "obs_mask": [1.0] * obs_dim, "trained_obs_mask": obs_mask.tolist(),
+                      "trained_by": "run_morel.py", "config": cfg.source, "seed": cfg.seed,
+                      "iteration": iteration, "eval_score": score}
 
     bar = tqdm(range(start, cfg.num_iter), desc="MOReL", unit="iter", dynamic_ncols=True,
                initial=start, total=cfg.num_iter, disable=not progress)
@@ -212,24 +217,27 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         else:
             eval_score = math.nan
         score = eval_score if eval_env is not None else stats["stoc_pol_mean"]
+        normalized = normalized_score(cfg.env_name, eval_score)
         log.log_dict({"train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
+                      **({} if normalized is None else {"eval_score_normalized": normalized}),
                       "iter_time": time.perf_counter() - t_start, "time_sampling": time_sampling,
                       **stats, "time_eval": time.perf_counter() - t_eval,
-                      "halted_frac": float(rollouts.halted.float().mean()),
+                      "halt_frac": float(rollouts.halted.float().mean()),
                       "dropped_paths": rollouts.num_dropped,
                       "mean_path_length": float(rollouts.batch.lengths.float().mean())})
         if score > best_score:
             best_score = score
-            save_policy(policy, job / "best_policy.pt", meta(it, score))
+            best, best_meta = deployable(it, score)
+            save_policy(best, job / "best_policy.pt", best_meta)
         bar.set_postfix(train=f"{stats['stoc_pol_mean']:.0f}", eval=f"{eval_score:.0f}")
         tqdm.write(iteration_table(log, it))
         if (it + 1) % cfg.save_freq == 0 or it + 1 == cfg.num_iter:
-            save_iteration(job, it, policy, meta(it, eval_score), log,
+            save_iteration(job, it, *deployable(it, eval_score), log,
                            {"iteration": it + 1, "agent": agent.state_dict(), "log": log.log,
                             "best_score": best_score}, PLOT_KEYS)
     bar.close()
-    save_policy(policy, job / "policy_final.pt",
-                meta(cfg.num_iter - 1, log.current().get("eval_score", math.nan)))
+    final, final_meta = deployable(cfg.num_iter - 1, log.current().get("eval_score", math.nan))
+    save_policy(final, job / "policy_final.pt", final_meta)
     log.save(job / "logs")
     return best_score
 

@@ -4,6 +4,7 @@ medium logging policy: job files, log values, threshold, resume = uninterrupted,
 from __future__ import annotations
 
 import json
+import math
 import pickle
 
 import pytest
@@ -54,8 +55,12 @@ def test_job_directory_and_log(setup):
     job_data = json.loads((job / "job_data.json").read_text())
     assert job_data["truncate_lim"] > 0 and job_data["pessimism_coef"] == 1.0
     log = read_log(job)
-    for key in ("train_score", "eval_score", "kl_dist", "halted_frac", "VF_error_after"):
+    for key in ("train_score", "eval_score", "eval_score_normalized", "kl_dist", "halt_frac",
+                "VF_error_after"):
         assert len(log[key]) == 4, key
+        assert all(math.isfinite(v) for v in log[key]), key
+    expected = [100 * (r + 20.272305) / (3234.3 + 20.272305) for r in log["eval_score"]]
+    assert log["eval_score_normalized"] == pytest.approx(expected)
     for key in ("rollout_score", "dataset_samples", "dyn_loss_0", "dyn_loss_gen_2",
                 "bc_loss_after", "fit_epochs"):
         assert len(log[key]) == 1, key
@@ -63,8 +68,17 @@ def test_job_directory_and_log(setup):
     assert all(0 < n <= 3 * 8 * 60 for n in log["num_samples"])
     model, meta = load_ensemble(str(job / "models.pt"))
     assert model.num_models == 3 and meta["env_name"] == "Hopper-v5"
-    _, policy_meta = load_policy(job / "best_policy.pt")
-    assert policy_meta["trained_by"] == "run_morel.py" and policy_meta["obs_mask"][5] == 0.02
+    # saved policies take raw observations: obs_mask folded into the input transform
+    best, policy_meta = load_policy(job / "best_policy.pt")
+    assert policy_meta["trained_by"] == "run_morel.py" and policy_meta["obs_mask"] == [1.0] * 11
+    assert policy_meta["trained_obs_mask"][5] == 0.02
+    state = torch.load(job / "iterations" / "checkpoint.pt", weights_only=True)["agent"]["policy"]
+    live = load_policy(job / "policy_final.pt")[0]
+    live.load_state_dict(state)  # the unfolded policy of the last iteration
+    final, _ = load_policy(job / "policy_final.pt")
+    raw = torch.randn(16, 11) * 3
+    mask = torch.tensor(policy_meta["trained_obs_mask"])
+    torch.testing.assert_close(final(raw), live(raw * mask), rtol=1e-4, atol=1e-5)
 
 
 def test_resume_continues_exactly(setup):
