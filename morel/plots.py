@@ -1,4 +1,8 @@
-"""Plots of a run's log: one panel per key against the iteration (matplotlib, no display)."""
+"""Plots of run logs: one panel per key against the iteration (matplotlib, no display).
+
+Several logs (e.g. seeds of one config) are drawn as their mean with a band of +-1 std over the
+runs, up to the shortest run's length.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,22 +19,40 @@ import matplotlib.pyplot as plt  # noqa: E402
 from morel.atomic import atomic_path  # noqa: E402
 
 SCORE_KEYS = ("stoc_pol_mean", "eval_score", "train_score", "running_score")
+Log = dict[str, Sequence[float]]
 
 
-def plot_log(log: dict[str, Sequence[float]], keys: Sequence[str], path: str | Path,
-             title: str = "") -> list[str]:
-    """Plot `keys` of `log` (those present with at least one finite value) into one PNG,
-    written atomically. Returns the keys plotted."""
-    present = [k for k in keys if k in log and any(_finite(v) for v in log[k])]
+def _values(log: Log, key: str) -> np.ndarray:
+    return np.array([float(v) if _finite(v) else math.nan for v in log.get(key, [])])
+
+
+def series_keys(log: Log) -> list[str]:
+    """Keys logged at every iteration (as long as the longest list) with a finite value."""
+    longest = max((len(v) for v in log.values()), default=0)
+    return [k for k, v in log.items() if len(v) == longest > 1 and any(_finite(x) for x in v)]
+
+
+def plot_logs(logs: Sequence[Log], keys: Sequence[str], path: str | Path,
+              title: str = "") -> list[str]:
+    """Plot `keys` (those with a finite value in every log) into one PNG, written atomically.
+    Returns the keys plotted."""
+    present = [k for k in keys if all(np.isfinite(_values(log, k)).any() for log in logs)]
     if not present:
         return []
     cols = min(len(present), 3)
     rows = math.ceil(len(present) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, key in zip(axes.flat, present):
-        values = [float(v) if _finite(v) else math.nan for v in log[key]]
-        ax.plot(range(len(values)), values, lw=1.2)
-        ax.set_title(key, fontsize=10)
+        runs = [_values(log, key) for log in logs]
+        length = min(len(r) for r in runs)
+        stack = np.stack([r[:length] for r in runs])
+        mean = stack.mean(0)
+        ax.plot(np.arange(length), mean, lw=1.2)
+        if len(logs) > 1:
+            std = stack.std(0)
+            ax.fill_between(np.arange(length), mean - std, mean + std, alpha=0.25, lw=0)
+        ax.set_title(key if len(logs) == 1 else f"{key} (mean ± std, {len(logs)} runs)",
+                     fontsize=10)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(present):]:
@@ -41,6 +64,11 @@ def plot_log(log: dict[str, Sequence[float]], keys: Sequence[str], path: str | P
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return present
+
+
+def plot_log(log: Log, keys: Sequence[str], path: str | Path, title: str = "") -> list[str]:
+    """One run's `keys` into one PNG (see plot_logs)."""
+    return plot_logs([log], keys, path, title)
 
 
 def _finite(value: object) -> bool:

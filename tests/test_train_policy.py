@@ -84,12 +84,17 @@ def test_existing_run_is_not_overwritten(runs):
 
 def test_explore_results_plots_the_run(runs, tmp_path):
     root, *_ = runs
-    out = run_script("utils/explore_results.py", "--job", root / "full", "--output",
+    out = run_script("utils/explore_results.py", "--data", root / "full", "--output",
                      tmp_path / "p.png")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    assert "eval_score" in out.stdout
-    bad = run_script("utils/explore_results.py", "--job", root / "full", "--keys", "nope")
+    assert "eval_score" in out.stdout and "kl_dist" in out.stdout  # every per-iteration key
+    two = run_script("utils/explore_results.py", "--data", root / "full",
+                     root / "split" / "logs" / "log.csv", "--keys", "eval_score",
+                     "--output", tmp_path / "two.png")
+    assert two.returncode == 0, two.stderr
+    assert "mean ± std" in two.stdout and (tmp_path / "two.png").is_file()
+    bad = run_script("utils/explore_results.py", "--data", root / "full", "--keys", "nope")
     assert bad.returncode == 2 and "no key(s) nope" in bad.stderr
 
 

@@ -1,11 +1,13 @@
-"""Plot a run's logs (train_policy.py or run_morel.py job directories) and summarise them.
+"""Plot the logs of one run or several (seeds), and summarise them.
 
-    python utils/explore_results.py --job runs/npg_hopper
-    python utils/explore_results.py --job runs/npg_hopper --keys eval_score kl_dist --output k.png
+    python utils/explore_results.py --data runs/morel_hopper
+    python utils/explore_results.py --data runs/morel_hopper/logs/log.pickle --output plot.png
+    python utils/explore_results.py --data runs/seed_*/ --keys eval_score train_score
 
-Reads JOB/logs/log.pickle (restricted unpickler) or, failing that, JOB/logs/log.csv, writes one
-PNG with a panel per key (default: the score keys present, then timings), and prints the first,
-last and best value of each plotted key.
+--data takes job directories (train_policy.py or run_morel.py) or log files (log.pickle is read
+through the restricted unpickler, log.csv without evaluating anything). The plot has one panel
+per key (default: every key logged at each iteration); several runs are drawn as mean ± std.
+A table gives, per key, the last value (mean ± std over runs) and the best value.
 """
 
 from __future__ import annotations
@@ -15,54 +17,69 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from morel.errors import MorelError, run_cli  # noqa: E402
 from morel.logger import DataLog, read_log_csv  # noqa: E402
-from morel.plots import SCORE_KEYS, plot_log  # noqa: E402
-
-DEFAULT_KEYS = (*SCORE_KEYS, "kl_dist", "VF_error_after", "iter_time", "time_sampling")
+from morel.plots import plot_logs, series_keys  # noqa: E402
 
 
-def read_job_log(job: Path) -> dict[str, list]:
-    logs = job / "logs"
-    if (logs / "log.pickle").is_file():
-        return DataLog.load(logs).log
-    if (logs / "log.csv").is_file():
-        return read_log_csv(logs / "log.csv")
-    raise MorelError(f"{job}: no logs/log.pickle or logs/log.csv (is it a job directory?)")
+def read_log(path: Path) -> dict[str, list]:
+    """A log from a job directory, a log.pickle or a log.csv."""
+    if path.is_dir():
+        logs = path / "logs"
+        if (logs / "log.pickle").is_file():
+            return DataLog.load(logs).log
+        if (logs / "log.csv").is_file():
+            return read_log_csv(logs / "log.csv")
+        raise MorelError(f"{path}: no logs/log.pickle or logs/log.csv (is it a job directory?)")
+    if path.name == "log.pickle" and path.is_file():
+        return DataLog.load(path.parent).log
+    if path.suffix == ".csv" and path.is_file():
+        return read_log_csv(path)
+    raise MorelError(f"{path}: not a job directory, log.pickle or log.csv")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--job", required=True, help="job directory")
+    p.add_argument("--data", nargs="+", required=True, help="job directories or log files")
     p.add_argument("--keys", nargs="+", default=None, help="log keys to plot")
-    p.add_argument("--output", default=None, help="PNG path (default JOB/logs/explore.png)")
+    p.add_argument("--output", default=None,
+                   help="PNG path (default: FIRST_JOB/logs/explore.png, or explore.png)")
     args = p.parse_args()
-    job = Path(args.job)
-    log = read_job_log(job)
-    keys = args.keys or list(DEFAULT_KEYS)
-    unknown = [k for k in keys if k not in log]
-    if args.keys and unknown:
-        raise MorelError(f"{job}: no key(s) {', '.join(unknown)} in the log "
-                         f"(keys: {', '.join(log)})")
-    output = Path(args.output) if args.output else job / "logs" / "explore.png"
-    plotted = plot_log(log, keys, output, title=str(job))
+    paths = [Path(d) for d in args.data]
+    logs = [read_log(path) for path in paths]
+    keys = args.keys or series_keys(logs[0])
+    for path, log in zip(paths, logs):
+        missing = [k for k in keys if k not in log]
+        if missing:
+            raise MorelError(f"{path}: no key(s) {', '.join(missing)} in the log "
+                             f"(keys: {', '.join(log)})")
+    if args.output:
+        output = Path(args.output)
+    else:
+        output = paths[0] / "logs" / "explore.png" if paths[0].is_dir() else Path("explore.png")
+    title = str(paths[0]) if len(paths) == 1 else f"{len(paths)} runs"
+    plotted = plot_logs(logs, keys, output, title=title)
     if not plotted:
-        raise MorelError(f"{job}: none of {', '.join(keys)} has a finite value to plot")
+        raise MorelError(f"none of {', '.join(keys)} has a finite value to plot")
     rows = []
     for key in plotted:
-        values = [float(v) for v in log[key] if isinstance(v, (int, float)) and math.isfinite(v)]
-        best = max(range(len(log[key])), key=lambda i: _score(log[key][i]))
-        rows.append([key, len(values), values[0], values[-1], log[key][best], best])
-    print(tabulate(rows, headers=["key", "n", "first", "last", "max", "argmax"], floatfmt=".4g"))
+        last = np.array([_finite_values(log[key])[-1] for log in logs])
+        best = max(max(_finite_values(log[key])) for log in logs)
+        spread = f" ± {last.std():.4g}" if len(logs) > 1 else ""
+        rows.append([key, f"{last.mean():.4g}{spread}", f"{best:.4g}"])
+    print(tabulate(rows, headers=["key", "last" + (" (mean ± std)" if len(logs) > 1 else ""),
+                                  "max"]))
     print(f"plot: {output}")
 
 
-def _score(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+def _finite_values(values: list) -> list[float]:
+    """The finite numbers of a log list (plot_logs only returns keys that have one)."""
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 if __name__ == "__main__":
