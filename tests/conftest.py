@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 REWARDS = ROOT / "utils" / "reward_functions"
@@ -21,3 +23,22 @@ def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.C
 @pytest.fixture
 def hopper_reward_file() -> Path:
     return REWARDS / "gym_hopper.py"
+
+
+def read_job_log(job: Path) -> dict:
+    """A job directory's logs/log.pickle (written by our own scripts in the test)."""
+    return pickle.loads((job / "logs" / "log.pickle").read_bytes())
+
+
+def assert_same_run(full: Path, split: Path, timing_keys: set[str]) -> None:
+    """Two job directories hold the same run: equal logs (timings aside) and final weights."""
+    from morel.policies import load_policy
+
+    a_log, b_log = read_job_log(full), read_job_log(split)
+    assert list(a_log) == list(b_log)
+    for key in a_log:
+        if key not in timing_keys:
+            assert a_log[key] == b_log[key], key
+    a, _ = load_policy(full / "policy_final.pt")
+    b, _ = load_policy(split / "policy_final.pt")
+    assert torch.equal(a.flat_params(), b.flat_params())

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 
 import pytest
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT, assert_same_run, read_job_log, run_script
 
 from morel.dynamics import load_ensemble
 from morel.policies import load_policy
@@ -40,10 +39,6 @@ def setup(tmp_path_factory):
     return root, data, config, full
 
 
-def read_log(job):
-    return pickle.loads((job / "logs" / "log.pickle").read_bytes())
-
-
 def test_job_directory_and_log(setup):
     root, _, _, full = setup
     assert full.returncode == 0, full.stderr
@@ -54,7 +49,7 @@ def test_job_directory_and_log(setup):
         assert (job / name).is_file(), name
     job_data = json.loads((job / "job_data.json").read_text())
     assert job_data["truncate_lim"] > 0 and job_data["pessimism_coef"] == 1.0
-    log = read_log(job)
+    log = read_job_log(job)
     for key in ("train_score", "eval_score", "eval_score_normalized", "kl_dist", "halt_frac",
                 "VF_error_after"):
         assert len(log[key]) == 4, key
@@ -89,14 +84,7 @@ def test_resume_continues_exactly(setup):
     resumed = run_script("run_morel.py", "--config", config, "--output", root / "split",
                          "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    full, split = read_log(root / "full"), read_log(root / "split")
-    assert list(full) == list(split)
-    for key in full:
-        if key not in TIMING:
-            assert full[key] == split[key], key
-    a, _ = load_policy(root / "full" / "policy_final.pt")
-    b, _ = load_policy(root / "split" / "policy_final.pt")
-    torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
+    assert_same_run(root / "full", root / "split", TIMING)
 
 
 def test_learn_model_then_run_with_model_file(setup):
@@ -118,7 +106,7 @@ def test_learn_model_then_run_with_model_file(setup):
                       .replace("'num_iter': 4", "'num_iter': 1"))
     run = run_script("run_morel.py", "--config", loaded, "--output", root / "loaded")
     assert run.returncode == 0, run.stderr
-    assert read_log(root / "loaded")["fit_epochs"] == [0]
+    assert read_job_log(root / "loaded")["fit_epochs"] == [0]
 
 
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):

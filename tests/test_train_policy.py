@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import pytest
-import torch
-from conftest import run_script
+from conftest import assert_same_run, read_job_log, run_script
 
 from morel.policies import load_policy
 
@@ -32,10 +30,6 @@ def runs(tmp_path_factory):
     return root, config, full, first, resumed
 
 
-def read_log(job):
-    return pickle.loads((job / "logs" / "log.pickle").read_bytes())
-
-
 def test_job_directory_and_log(runs):
     root, _, full, _, _ = runs
     assert full.returncode == 0, full.stderr
@@ -45,7 +39,7 @@ def test_job_directory_and_log(runs):
                  "best_policy.pt", "policy_final.pt"):
         assert (job / name).is_file(), name
     assert json.loads((job / "job_data.json").read_text())["num_samples"] == 300
-    log = read_log(job)
+    log = read_job_log(job)
     assert all(len(v) == 4 for v in log.values())
     assert all(n >= 300 for n in log["num_samples"])
     assert all(0 < kl < 0.1 for kl in log["kl_dist"])
@@ -63,14 +57,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     assert first.returncode == 0, first.stderr
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
-    full, split = read_log(root / "full"), read_log(root / "split")
-    assert list(full) == list(split)
-    for key in full:
-        if key not in TIMING:
-            assert full[key] == split[key], key
-    a, _ = load_policy(root / "full" / "policy_final.pt")
-    b, _ = load_policy(root / "split" / "policy_final.pt")
-    torch.testing.assert_close(a.flat_params(), b.flat_params(), rtol=0, atol=0)
+    assert_same_run(root / "full", root / "split", TIMING)
 
 
 def test_existing_run_is_not_overwritten(runs):
