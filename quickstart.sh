@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv (if absent or out of date) and run one task:
-#   bash quickstart.sh demo   collect a small Hopper-v5 dataset and print its summary
+#   bash quickstart.sh demo   the quick MOReL pipeline on Hopper-v5: collect a 100k-sample dataset
+#                             with the shipped medium logging policy, run MOReL, plot the run
 #   bash quickstart.sh test   run the test suite
 # TORCH_SPEC picks the torch build (default: the CPU wheel torch==2.13.0; set TORCH_SPEC=torch
 # for your platform's default build, e.g. with CUDA).
@@ -23,9 +24,14 @@ setup() {
 case "${1:-}" in
   demo)
     setup
-    .venv/bin/python collect_dataset.py --env_name Hopper-v5 --policy random \
-      --output datasets/hopper_v5_random_demo.pickle --size 20000 \
-      --include utils/reward_functions/gym_hopper.py --force
+    data=datasets/hopper_v5_medium_100k.pickle
+    [ -f "$data" ] || .venv/bin/python collect_dataset.py --env_name Hopper-v5 \
+      --policy logging_policy/hopper_v5_medium.pt --output "$data" --size 100000 \
+      --include utils/reward_functions/gym_hopper.py
+    .venv/bin/python run_morel.py --config configs/hopper_v5_quick.txt \
+      --output runs/hopper_v5_quick --force
+    .venv/bin/python utils/explore_results.py --data runs/hopper_v5_quick \
+      --keys eval_score train_score halt_frac mean_path_length
     ;;
   test)
     setup

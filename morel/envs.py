@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
@@ -106,9 +108,21 @@ class MorelEnv(gym.Wrapper):
         return self.obs_mask * obs, total, bool(terminated), truncated, info
 
 
+_MUJOCO_WARNINGS_SEEN: set[str] = set()
+
+
+def _mujoco_warning(message: str) -> None:
+    """Show each distinct MuJoCo warning once (MuJoCo prints it for every model it compiles,
+    e.g. HalfCheetah's deprecated 'settotalmass', and appends it to MUJOCO_LOG.TXT)."""
+    if message not in _MUJOCO_WARNINGS_SEEN:
+        _MUJOCO_WARNINGS_SEEN.add(message)
+        warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
 def make_env(env: EnvSource, act_repeat: int = 1, obs_mask: Sequence[float] | None = None,
              **env_kwargs: Any) -> MorelEnv:
     """Build a MorelEnv from a gymnasium id (checked, see `check_env_id`) or a factory."""
+    mujoco.set_mju_user_warning(_mujoco_warning)
     if isinstance(env, str):
         check_env_id(env)
         inner = gym.make(env, **env_kwargs)

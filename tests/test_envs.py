@@ -104,3 +104,13 @@ def test_seeding_is_reproducible_and_vector_envs_differ_per_index():
 def test_unusable_env_ids_get_one_line_errors(env_id, message):
     with pytest.raises(MorelError, match=message):
         check_env_id(env_id)
+
+
+def test_mujoco_warnings_are_shown_once(recwarn):
+    from morel import envs
+
+    envs._MUJOCO_WARNINGS_SEEN.clear()
+    for _ in range(3):
+        envs.make_env("HalfCheetah-v5").reset(seed=0)
+    mujoco_warnings = [w for w in recwarn if "MuJoCo:" in str(w.message)]
+    assert len(mujoco_warnings) == len(envs._MUJOCO_WARNINGS_SEEN) >= 1
