@@ -209,3 +209,15 @@ def test_shipped_npg_configs_parse(env):
     assert cfg.env_name.lower().startswith(env) and cfg.num_samples == 20_000
     with pytest.raises(ConfigError, match="unknown key 'num_samples'"):
         load_config(ROOT / "configs" / f"npg_{env}_v5.txt")  # not a MOReL config
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.txt")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    from morel.train_config import PolicyTrainConfig
+
+    schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
+    cfg = load_config(path, schema)
+    assert cfg.env_name.endswith("-v5") and cfg.device in ("auto", "cpu")
+    if schema is MorelConfig:
+        assert cfg.data_file.startswith("datasets/")
+        assert cfg.resolve_path("reward_file").is_file()

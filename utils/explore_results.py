@@ -7,7 +7,8 @@
 --data takes job directories (train_policy.py or run_morel.py) or log files (log.pickle is read
 through the restricted unpickler, log.csv without evaluating anything). The plot has one panel
 per key (default: every key logged at each iteration); several runs are drawn as mean ± std.
-A table gives, per key, the last value (mean ± std over runs) and the best value.
+A table gives, per key, the last value, the mean of the last 10 values (each as mean ± std over
+runs) and the largest value.
 """
 
 from __future__ import annotations
@@ -69,11 +70,14 @@ def main() -> None:
     rows = []
     for key in plotted:
         last = np.array([_finite_values(log[key])[-1] for log in logs])
+        tail = np.array([np.mean(_finite_values(log[key])[-10:]) for log in logs])
         best = max(max(_finite_values(log[key])) for log in logs)
-        spread = f" ± {last.std():.4g}" if len(logs) > 1 else ""
-        rows.append([key, f"{last.mean():.4g}{spread}", f"{best:.4g}"])
-    print(tabulate(rows, headers=["key", "last" + (" (mean ± std)" if len(logs) > 1 else ""),
-                                  "max"]))
+        spread = len(logs) > 1
+        rows.append([key, f"{last.mean():.4g}" + (f" ± {last.std():.4g}" if spread else ""),
+                     f"{tail.mean():.4g}" + (f" ± {tail.std():.4g}" if spread else ""),
+                     f"{best:.4g}"])
+    runs = f" (mean ± std over {len(logs)} runs)" if len(logs) > 1 else ""
+    print(tabulate(rows, headers=["key", f"last{runs}", f"mean of last 10{runs}", "max"]))
     print(f"plot: {output}")
 
 
