@@ -45,7 +45,8 @@ def main() -> None:
     env = make_env(cfg.env_name, cfg.act_repeat)
     reward = load_reward(cfg, args.include, env.obs_dim)
     data = load_offline_data(cfg, env.obs_dim, env.act_dim, reward, device)
-    model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device)
+    model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device,
+                                      learn_reward=reward.reward_function is None)
     save_ensemble(model, str(output), ensemble_meta(cfg))
     disagreement = dataset_disagreement(model, data.tensors["s"], data.tensors["a"])
     rows = [[i, log.get(f"dyn_loss_{i}"), log[f"dyn_loss_gen_{i}"]]

@@ -27,21 +27,19 @@ FORMAT = "morel.dynamics_ensemble.v1"
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
-class DynamicsEnsemble(nn.Module):
-    """`num_models` residual MLP dynamics models; shapes: s [N, obs_dim], a [N, act_dim]."""
+class BatchedMLP(nn.Module):
+    """`num_models` MLPs of the same shape held as weights [E, in, out] and biases [E, 1, out];
+    member e is initialised as nn.Linear would be, from seed + e."""
 
-    def __init__(self, num_models: int, obs_dim: int, act_dim: int,
-                 hidden_sizes: Sequence[int] = (512, 512), activation: str = "relu",
+    def __init__(self, num_models: int, sizes: Sequence[int], activation: str = "relu",
                  seed: int = 123):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise MorelError(f"activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
-        self.num_models, self.obs_dim, self.act_dim = int(num_models), int(obs_dim), int(act_dim)
-        self.hidden_sizes, self.activation = tuple(int(h) for h in hidden_sizes), activation
-        sizes = (self.obs_dim + self.act_dim, *self.hidden_sizes, self.obs_dim)
+        self.num_models, self.activation = int(num_models), activation
         weights = [torch.empty(num_models, a, b) for a, b in zip(sizes, sizes[1:])]
         biases = [torch.empty(num_models, 1, b) for b in sizes[1:]]
-        for e in range(num_models):  # each member as nn.Linear initialises it, from seed + e
+        for e in range(num_models):
             gen = torch.Generator().manual_seed(seed + e)
             for w, b in zip(weights, biases):
                 bound = 1.0 / math.sqrt(w.shape[1])
@@ -49,22 +47,39 @@ class DynamicsEnsemble(nn.Module):
                 b[e].uniform_(-bound, bound, generator=gen)
         self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs [E, N, in] -> outputs [E, N, out]; each member on its own slice."""
+        act = ACTIVATIONS[self.activation]
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            x = act(torch.baddbmm(b, x, w))
+        return torch.baddbmm(self.biases[-1], x, self.weights[-1])
+
+
+def member_orders(num: int, gens: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    """One epoch's data order per member, [E, num]: member e shuffles with its own generator."""
+    return torch.stack([torch.randperm(num, generator=g) for g in gens]).to(device)
+
+
+class DynamicsEnsemble(BatchedMLP):
+    """`num_models` residual MLP dynamics models; shapes: s [N, obs_dim], a [N, act_dim]."""
+
+    def __init__(self, num_models: int, obs_dim: int, act_dim: int,
+                 hidden_sizes: Sequence[int] = (512, 512), activation: str = "relu",
+                 seed: int = 123):
+        hidden = tuple(int(h) for h in hidden_sizes)
+        super().__init__(num_models, (obs_dim + act_dim, *hidden, obs_dim), activation, seed)
+        self.obs_dim, self.act_dim, self.hidden_sizes = int(obs_dim), int(act_dim), hidden
         for name, dim in (("s", obs_dim), ("a", act_dim), ("d", obs_dim)):
             self.register_buffer(f"{name}_shift", torch.zeros(num_models, dim))
             self.register_buffer(f"{name}_scale", torch.ones(num_models, dim))
+        self.reward: nn.Module | None = None  # optional learned reward (morel.reward_model)
 
     def normalised_inputs(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """[E, N, obs_dim + act_dim] normalised inputs; s, a are [N, .] (shared) or [E, N, .]."""
         s_n = (s - self.s_shift[:, None]) / (self.s_scale[:, None] + 1e-8)
         a_n = (a - self.a_shift[:, None]) / (self.a_scale[:, None] + 1e-8)
         return torch.cat([s_n, a_n], dim=-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised inputs [E, N, in] -> normalised residuals [E, N, obs_dim]."""
-        act = ACTIVATIONS[self.activation]
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            x = act(torch.baddbmm(b, x, w))
-        return torch.baddbmm(self.biases[-1], x, self.weights[-1])
 
     @property
     def residual_mask(self) -> torch.Tensor:
@@ -107,7 +122,7 @@ class DynamicsEnsemble(nn.Module):
         bar = tqdm(total=epochs, desc="fitting dynamics", unit="epoch", disable=not progress,
                    dynamic_ncols=True)
         for _ in range(epochs):
-            order = torch.stack([torch.randperm(num, generator=g) for g in gens]).to(dev)
+            order = member_orders(num, gens, dev)
             epoch_loss = torch.zeros(self.num_models, device=dev)
             for k in range(steps_per_epoch):
                 idx = order[:, k * batch_size:(k + 1) * batch_size]  # [E, B]
@@ -144,6 +159,8 @@ def save_ensemble(model: DynamicsEnsemble, path: str, meta: dict[str, Any] | Non
     payload = {"format": FORMAT, "num_models": model.num_models, "obs_dim": model.obs_dim,
                "act_dim": model.act_dim, "hidden_sizes": list(model.hidden_sizes),
                "activation": model.activation,
+               "reward_hidden_sizes": (list(model.reward.hidden_sizes)
+                                       if model.reward is not None else None),
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "meta": dict(meta or {})}
     with atomic_path(path) as tmp:
@@ -164,6 +181,11 @@ def load_ensemble(path: str, device: str | torch.device = "cpu"
     try:
         model = DynamicsEnsemble(payload["num_models"], payload["obs_dim"], payload["act_dim"],
                                  payload["hidden_sizes"], payload["activation"])
+        if payload.get("reward_hidden_sizes") is not None:
+            from morel.reward_model import RewardEnsemble
+
+            model.reward = RewardEnsemble(model.num_models, model.obs_dim, model.act_dim,
+                                          payload["reward_hidden_sizes"])
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise MorelError(f"{path}: model file is damaged ({type(err).__name__})") from None

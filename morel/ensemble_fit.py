@@ -11,14 +11,16 @@ import torch
 from morel.config import MorelConfig
 from morel.dynamics import DynamicsEnsemble, load_ensemble
 from morel.errors import MorelError
+from morel.reward_model import RewardEnsemble
 
 
 def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_dim: int,
-                         act_dim: int, device: torch.device, progress: bool = True
-                         ) -> tuple[DynamicsEnsemble, dict[str, Any]]:
+                         act_dim: int, device: torch.device, learn_reward: bool = False,
+                         progress: bool = True) -> tuple[DynamicsEnsemble, dict[str, Any]]:
     """The ensemble for `cfg` (loaded from `model_file`, else fitted on data['s', 'a', 's_next'])
     and its log values: fit_epochs, dyn_loss_i (last epoch's training loss, normalised units),
-    dyn_loss_gen_i (MSE of the predicted next state on the data, raw units), model_learning_time.
+    dyn_loss_gen_i (MSE of the predicted next state on the data, raw units), model_learning_time,
+    and with `learn_reward` a reward model per member (rew_loss_i: MSE, reward units).
     """
     start = time.perf_counter()
     log: dict[str, Any] = {}
@@ -32,6 +34,9 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
             raise MorelError(f"{path}: ensemble was fitted for env '{meta['env_name']}', the "
                              f"config's env is '{cfg.env_name}'")
         log["fit_epochs"] = 0
+        if learn_reward and model.reward is None:
+            raise MorelError(f"{path}: has no learned reward model and the config has no "
+                             "reward_function; fit it with learn_model.py and learn_reward: True")
     else:
         model = DynamicsEnsemble(cfg.num_models, obs_dim, act_dim, cfg.hidden_size,
                                  cfg.activation, seed=cfg.seed).to(device)
@@ -41,6 +46,14 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
         log["fit_epochs"] = len(history)
         for i, loss in enumerate(history[-1].tolist()):
             log[f"dyn_loss_{i}"] = loss
+        if learn_reward:
+            model.reward = RewardEnsemble(cfg.num_models, obs_dim, act_dim,
+                                          seed=cfg.seed).to(device)
+            losses = model.reward.fit(model, data["s"], data["a"], data["r"], cfg.fit_epochs,
+                                      cfg.fit_mb_size, cfg.fit_lr, cfg.max_steps, cfg.seed,
+                                      progress)
+            for i, loss in enumerate(losses.tolist()):
+                log[f"rew_loss_{i}"] = loss
     for i, loss in enumerate(model.prediction_loss(data["s"], data["a"], data["s_next"]).tolist()):
         log[f"dyn_loss_gen_{i}"] = loss
     log["model_learning_time"] = time.perf_counter() - start

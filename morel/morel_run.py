@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from morel.logger import DataLog
 from morel.pmdp import HaltRules, dataset_disagreement, pmdp_rollouts, truncate_limit
 from morel.policies import GaussianMLP, load_policy, save_policy
 from morel.reward_files import RewardFile, load_reward_file
+from morel.reward_model import learned_reward_function
 from morel.sampling import episode_returns
 from morel.scores import normalized_score
 
@@ -47,24 +49,26 @@ EVAL_SEED_OFFSET = 1_000_000
 
 @dataclass
 class OfflineData:
-    """Dataset transitions on the device: s, a, s_next [M, .]; init_states [paths, obs_dim]."""
+    """Dataset transitions on the device: s, a, s_next [M, .], r [M]; init_states
+    [paths, obs_dim]."""
 
     tensors: dict[str, torch.Tensor]
     mean_return: float
     num_samples: int
+    obs_mask: np.ndarray  # [obs_dim]: what the observations were multiplied by
 
 
 def load_reward(cfg: MorelConfig, include: str | None, obs_dim: int) -> RewardFile:
-    """The reward/termination functions (--include wins over the config's reward_file)."""
+    """The reward file's functions (--include wins over the config's reward_file). Without a
+    reward_function the rewards are learned, which needs learn_reward: True."""
     path = Path(include) if include else (cfg.resolve_path("reward_file") if cfg.reward_file
                                           else None)
-    if path is None:
-        raise MorelError(f"{cfg.source}: no reward function: set 'reward_file' (e.g. "
-                         "utils/reward_functions/gym_hopper.py) or pass --include")
-    reward = load_reward_file(path, obs_dim)
-    if reward.reward_function is None:
-        raise MorelError(f"{path}: defines no reward_function; learned rewards are not "
-                         "supported yet")
+    reward = load_reward_file(path, obs_dim) if path else RewardFile(None, None, None, None)
+    if reward.reward_function is None and not cfg.learn_reward:
+        source = f"{path} defines no reward_function" if path else "no reward_file is set"
+        raise MorelError(f"{cfg.source}: {source} and learn_reward is False; set reward_file "
+                         "(e.g. utils/reward_functions/gym_hopper.py), pass --include, or set "
+                         "learn_reward: True")
     return reward
 
 
@@ -85,13 +89,20 @@ def check_termination_on_data(path: Path, reward: RewardFile, data: dict[str, to
 def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: RewardFile,
                       device: torch.device) -> OfflineData:
     path = cfg.resolve_path("data_file")
-    obs_mask = reward.obs_mask if reward.obs_mask is not None else np.ones(obs_dim)
     dataset = load_dataset(path, obs_dim, act_dim, min_length=2)
     meta_mask = dataset.meta.get("obs_mask")
-    if meta_mask is not None and not np.allclose(np.asarray(meta_mask), obs_mask):
-        raise MorelError(f"{path}: observations were recorded with obs_mask {list(meta_mask)}, "
-                         f"the reward file's is {obs_mask.tolist()}; collect with the same "
-                         "--include")
+    if reward.obs_mask is not None:
+        obs_mask = reward.obs_mask
+        if meta_mask is not None and not np.allclose(np.asarray(meta_mask), obs_mask):
+            raise MorelError(f"{path}: observations were recorded with obs_mask "
+                             f"{list(meta_mask)}, the reward file's is {obs_mask.tolist()}; "
+                             "collect with the same --include")
+    elif meta_mask is not None:  # no reward file: evaluate with the mask the data was made with
+        obs_mask = np.asarray(meta_mask, dtype=np.float64)
+    else:
+        warnings.warn(f"{path}: no reward file and no obs_mask in the dataset's metadata (a "
+                      "plain pickle); evaluating on unmasked observations", stacklevel=2)
+        obs_mask = np.ones(obs_dim)
     repeat = dataset.meta.get("act_repeat")
     if repeat is not None and int(repeat) != cfg.act_repeat:
         raise MorelError(f"{path}: recorded with act_repeat {repeat}, the config has "
@@ -102,7 +113,7 @@ def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: Rewa
     if reward.termination_function is not None:
         check_termination_on_data(path, reward, tensors, cfg.reward_timing)
     returns = [float(np.sum(p["rewards"])) for p in dataset.paths]
-    return OfflineData(tensors, float(np.mean(returns)), dataset.num_samples)
+    return OfflineData(tensors, float(np.mean(returns)), dataset.num_samples, obs_mask)
 
 
 def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> torch.Tensor:
@@ -142,8 +153,8 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     obs_dim, act_dim = probe.envs[0].obs_dim, probe.envs[0].act_dim
     env_horizon = probe.envs[0].horizon
     reward = load_reward(cfg, include, obs_dim)
-    obs_mask = reward.obs_mask if reward.obs_mask is not None else np.ones(obs_dim)
     data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    obs_mask = data.obs_mask
     prepare_job_dir(job, cfg.to_dict(), resume, force)
 
     log = DataLog()
@@ -151,7 +162,7 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         model, _ = load_ensemble(str(job / "models.pt"), device)
     else:
         model, model_log = fit_or_load_ensemble(cfg, data.tensors, obs_dim, act_dim, device,
-                                                progress)
+                                                reward.reward_function is None, progress)
         save_ensemble(model, str(job / "models.pt"), ensemble_meta(cfg))
         log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
                       **model_log, "act_repeat": cfg.act_repeat})
@@ -177,6 +188,10 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
                                              progress=progress)
         log.log_dict({"bc_loss_before": bc_before, "bc_loss_after": bc_after})
 
+    # a reward file scores one env step: times act_repeat per model step (the original's rule);
+    # a learned reward was fitted on the dataset's per-agent-step rewards already
+    reward_fn = reward.reward_function or learned_reward_function(model)
+    reward_scale = cfg.act_repeat if reward.reward_function else 1
     halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
     rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates)
     horizon = min(cfg.horizon, env_horizon)
@@ -202,9 +217,9 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         t_start = time.perf_counter()
         gen = torch.Generator().manual_seed(cfg.seed + it)
         starts = start_states(cfg, data, gen)
-        rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward.reward_function,
+        rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
                                  reward.termination_function, cfg.reward_timing,
-                                 cfg.act_repeat, gen)
+                                 reward_scale, gen)
         if rollouts.batch.num_samples == 0:
             raise MorelError(f"iteration {it}: every model path was dropped (shorter than 5 "
                              "steps); check the reward file's termination_function")

@@ -78,7 +78,7 @@ def first_termination(done: Any) -> tuple[Any, Any]:
 class RewardFile:
     """What a reward file provides; functions are None when the file does not define them."""
 
-    path: Path
+    path: Path | None  # None: no reward file
     obs_mask: np.ndarray | None
     reward_function: Callable[..., Any] | None
     termination_function: Callable[..., Any] | None

@@ -123,3 +123,25 @@ def test_save_load_roundtrip_and_bad_files(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"garbage")
     with pytest.raises(MorelError, match="not a readable model file"):
         load_ensemble(str(tmp_path / "c.pt"))
+
+
+def test_learned_reward_fits_a_known_function_and_is_saved(tmp_path):
+    from morel.reward_model import RewardEnsemble, learned_reward_function
+
+    s, a, s_next = linear_system(2000)
+    r = s[:, 0] - 0.5 * (a**2).sum(-1) + (s_next[:, 1] - s[:, 1]) * 3  # uses s' too
+    model = DynamicsEnsemble(2, 4, 2, (32, 32), seed=0)
+    model.fit(s, a, s_next, epochs=20, batch_size=32, lr=3e-3, progress=False)
+    model.reward = RewardEnsemble(2, 4, 2, (32, 32), seed=0)
+    loss = model.reward.fit(model, s, a, r, epochs=20, batch_size=32, lr=3e-3, progress=False)
+    assert loss.shape == (2,) and torch.all(loss < 0.02 * r.var())
+    s_test, a_test, next_test = linear_system(300, seed=1)
+    r_test = s_test[:, 0] - 0.5 * (a_test**2).sum(-1) + (next_test[:, 1] - s_test[:, 1]) * 3
+    paths = {"observations": s_test.reshape(2, 150, 4), "actions": a_test.reshape(2, 150, 2),
+             "next_observations": next_test.reshape(2, 150, 4)}
+    pred = learned_reward_function(model)(paths)  # path 0 scored by member 0, path 1 by member 1
+    assert pred.shape == (2, 150)
+    assert ((pred.reshape(-1) - r_test) ** 2).mean() < 0.05 * r_test.var()
+    save_ensemble(model, str(tmp_path / "m.pt"))
+    loaded, _ = load_ensemble(str(tmp_path / "m.pt"))
+    torch.testing.assert_close(learned_reward_function(loaded)(paths), pred)

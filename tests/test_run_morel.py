@@ -124,4 +124,28 @@ def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path)
     config.write_text(CONFIG.format(data=raw, extra="").replace(
         "'reward_file': 'utils/reward_functions/gym_hopper.py',", ""))
     out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
-    assert out.returncode == 2 and "no reward function" in out.stderr
+    assert out.returncode == 2 and "learn_reward is False" in out.stderr
+
+
+def test_learned_rewards_without_a_reward_file(setup):
+    """No reward file and learn_reward: a reward model per member is fitted and saved, the
+    dataset's obs_mask (from its metadata) is kept for evaluation, nothing terminates."""
+    root, _, _, _ = setup
+    data = root / "hopper.npz"  # npz keeps the dataset's metadata, obs_mask included
+    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
+                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", data,
+                      "--size", "2000", "--include", ROOT / "utils/reward_functions/gym_hopper.py")
+    assert made.returncode == 0, made.stderr
+    config = root / "learned.txt"
+    config.write_text(CONFIG.format(data=data, extra="").replace(
+        "'reward_file': 'utils/reward_functions/gym_hopper.py',", "").replace(
+        "'learn_reward': False", "'learn_reward': True").replace("'num_iter': 4", "'num_iter': 2"))
+    out = run_script("run_morel.py", "--config", config, "--output", root / "learned")
+    assert out.returncode == 0, out.stderr
+    log = read_job_log(root / "learned")
+    assert all(math.isfinite(log[f"rew_loss_{i}"][0]) for i in range(3))
+    assert all(math.isfinite(v) for v in log["train_score"] + log["eval_score"])
+    model, _ = load_ensemble(str(root / "learned" / "models.pt"))
+    assert model.reward is not None
+    _, meta = load_policy(root / "learned" / "best_policy.pt")
+    assert meta["trained_obs_mask"][5] == 0.02

@@ -1,0 +1,96 @@
+"""Learned reward models (the original's RewardNet, one per ensemble member), batched.
+
+Member e predicts r(s, a, s') from [norm(s), norm(a), norm(s')] (the dynamics' state and action
+normalisation) through a (100, 100) ReLU MLP, r = out * (r_scale + 1e-8) + r_shift with
+r_shift = mean r and r_scale = mean |r - r_shift|. It is fitted with MSE in raw reward units on
+(s, a, f_e(s, a)): s' is member e's own (detached) prediction, as the original does. In the
+P-MDP, member e's reward scores the paths member e advances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from morel.dynamics import BatchedMLP, DynamicsEnsemble, member_orders
+from morel.errors import MorelError
+
+
+class RewardEnsemble(BatchedMLP):
+    """One reward MLP per dynamics member; shapes s, s' [E, N, obs_dim], a [E, N, act_dim]."""
+
+    def __init__(self, num_models: int, obs_dim: int, act_dim: int,
+                 hidden_sizes: Sequence[int] = (100, 100), seed: int = 123):
+        hidden = tuple(int(h) for h in hidden_sizes)
+        super().__init__(num_models, (2 * obs_dim + act_dim, *hidden, 1), "relu", seed)
+        self.hidden_sizes = hidden
+        self.register_buffer("r_shift", torch.zeros(num_models))
+        self.register_buffer("r_scale", torch.ones(num_models))
+
+    def predict(self, dynamics: DynamicsEnsemble, s: torch.Tensor, a: torch.Tensor,
+                s_next: torch.Tensor) -> torch.Tensor:
+        """Rewards [E, N] of member e at (s[e], a[e], s_next[e])."""
+        x = dynamics.normalised_inputs(s, a)
+        s_next_n = (s_next - dynamics.s_shift[:, None]) / (dynamics.s_scale[:, None] + 1e-8)
+        out = self(torch.cat([x, s_next_n], dim=-1)).squeeze(-1)
+        return out * (self.r_scale[:, None] + 1e-8) + self.r_shift[:, None]
+
+    def fit(self, dynamics: DynamicsEnsemble, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor,
+            epochs: int, batch_size: int, lr: float = 1e-3, max_steps: float = math.inf,
+            seed: int = 123, progress: bool = True) -> torch.Tensor:
+        """Fit on dataset transitions s, a [M, .], rewards r [M]; returns the last epoch's mean
+        minibatch loss per member, [E]."""
+        num, dev = len(s), s.device
+        if num < batch_size:
+            raise MorelError(f"dataset has {num} transitions, fewer than fit_mb_size "
+                             f"{batch_size}; lower fit_mb_size")
+        with torch.no_grad():
+            s_next = dynamics.predict_all(s, a)  # [E, M, obs_dim], each member's own prediction
+            self.r_shift.fill_(float(r.mean()))
+            self.r_scale.fill_(float((r - r.mean()).abs().mean()))
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        gens = [torch.Generator().manual_seed(seed + 1000 + e) for e in range(self.num_models)]
+        rows = torch.arange(self.num_models, device=dev)[:, None]
+        steps_per_epoch, total = num // batch_size, 0
+        epoch_loss = torch.zeros(self.num_models, device=dev)
+        for _ in tqdm(range(epochs), desc="fitting rewards", unit="epoch", disable=not progress,
+                      dynamic_ncols=True):
+            order = member_orders(num, gens, dev)
+            epoch_loss = torch.zeros(self.num_models, device=dev)
+            for k in range(steps_per_epoch):
+                idx = order[:, k * batch_size:(k + 1) * batch_size]  # [E, B]
+                pred = self.predict(dynamics, s[idx], a[idx], s_next[rows, idx])
+                member_loss = ((pred - r[idx]) ** 2).mean(dim=1)
+                optimizer.zero_grad(set_to_none=True)
+                member_loss.sum().backward()
+                optimizer.step()
+                epoch_loss += member_loss.detach()
+            total += steps_per_epoch
+            if total >= max_steps:
+                break
+        return epoch_loss / steps_per_epoch
+
+
+def learned_reward_function(dynamics: DynamicsEnsemble) -> Callable[..., torch.Tensor]:
+    """A reward function for `pmdp_rollouts` from the ensemble's reward model: paths come
+    member-major (P = E * N), and member e's reward scores member e's paths."""
+    reward = dynamics.reward
+    if not isinstance(reward, RewardEnsemble):
+        raise MorelError("the dynamics ensemble has no learned reward model")
+
+    def reward_function(paths: dict[str, torch.Tensor], timing: str = "next") -> torch.Tensor:
+        obs, act, nxt = paths["observations"], paths["actions"], paths["next_observations"]
+        num, horizon = obs.shape[:2]
+        e = dynamics.num_models
+
+        def per_member(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(e, (num // e) * horizon, x.shape[-1])
+
+        with torch.no_grad():
+            out = reward.predict(dynamics, per_member(obs), per_member(act), per_member(nxt))
+        return out.reshape(num, horizon)
+
+    return reward_function
