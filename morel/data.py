@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from morel.atomic import atomic_path
+from morel.atomic import atomic_path, write_text_atomic
 from morel.errors import MorelError
 from morel.safe_pickle import safe_load
 
@@ -129,12 +129,29 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
     if not path.is_file():
         raise MorelError(f"{path}: dataset file not found")
     if suffix in (".pickle", ".pkl"):
-        paths, meta = safe_load(path), {}
+        paths, meta = safe_load(path), _read_sidecar(path)
     elif suffix == ".npz":
         paths, meta = _read_npz(path)
     else:
         paths, meta = _read_h5(path)
     return Dataset(validate(paths, str(path), obs_dim, act_dim, min_length), meta)
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where a pickle dataset's metadata lives: FILE.pickle -> FILE.pickle.meta.json (the pickle
+    itself stays the original's plain list of paths)."""
+    return path.with_name(path.name + ".meta.json")
+
+
+def _read_sidecar(path: Path) -> dict:
+    meta_path = sidecar_path(path)
+    if not meta_path.is_file():
+        return {}  # an original-format pickle: no metadata
+    try:
+        text = meta_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MorelError(f"{meta_path}: cannot read ({err})") from None
+    return _parse_meta(text, meta_path)
 
 
 def split_flat(arrays: dict[str, np.ndarray], lengths: np.ndarray, terminated: np.ndarray,
@@ -238,6 +255,8 @@ def save_dataset(dataset: Dataset, path: str | Path, force: bool = False) -> Pat
                     np.savez_compressed(f, **flat, meta=np.array(json.dumps(dataset.meta)))
             else:
                 _write_h5(tmp, flat, dataset.meta)
+    if suffix in (".pickle", ".pkl"):
+        write_text_atomic(sidecar_path(path), json.dumps(dataset.meta, indent=1) + "\n")
     return path
 
 

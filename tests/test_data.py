@@ -30,7 +30,18 @@ def test_round_trip_every_format(tmp_path, ext):
         for key in ("observations", "actions", "rewards"):
             np.testing.assert_array_equal(a[key], b[key])
         assert a["terminated"] == b["terminated"]
-    assert loaded.meta == (meta if ext != ".pickle" else {})
+    assert loaded.meta == meta  # a pickle keeps it in FILE.pickle.meta.json
+
+
+def test_pickle_metadata_sidecar(tmp_path):
+    out = save_dataset(Dataset(make_paths(), {"act_repeat": 2}), tmp_path / "d.pickle")
+    sidecar = tmp_path / "d.pickle.meta.json"
+    assert sidecar.is_file()
+    sidecar.unlink()  # an original-format pickle comes without one
+    assert load_dataset(out).meta == {}
+    sidecar.write_text("{not json")
+    with pytest.raises(MorelError, match="d.pickle.meta.json: 'meta' is not valid JSON"):
+        load_dataset(out)
 
 
 def test_pickle_is_the_originals_structure(tmp_path):

@@ -119,8 +119,12 @@ def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path)
     config = tmp_path / "raw.txt"
     config.write_text(CONFIG.format(data=raw, extra=""))
     out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
-    assert out.returncode == 2 and "obs_mask" in out.stderr and "--include" in out.stderr
-    assert not (tmp_path / "job").exists()
+    assert out.returncode == 2 and "recorded with obs_mask" in out.stderr  # from its metadata
+    assert "--include" in out.stderr and not (tmp_path / "job").exists()
+    (tmp_path / "raw.pickle.meta.json").unlink()  # as an original-format pickle
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
+    assert out.returncode == 2 and "termination_function ends" in out.stderr
+    assert "--include" in out.stderr and not (tmp_path / "job").exists()
     config.write_text(CONFIG.format(data=raw, extra="").replace(
         "'reward_file': 'utils/reward_functions/gym_hopper.py',", ""))
     out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
@@ -130,12 +134,7 @@ def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path)
 def test_learned_rewards_without_a_reward_file(setup):
     """No reward file and learn_reward: a reward model per member is fitted and saved, the
     dataset's obs_mask (from its metadata) is kept for evaluation, nothing terminates."""
-    root, _, _, _ = setup
-    data = root / "hopper.npz"  # npz keeps the dataset's metadata, obs_mask included
-    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
-                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", data,
-                      "--size", "2000", "--include", ROOT / "utils/reward_functions/gym_hopper.py")
-    assert made.returncode == 0, made.stderr
+    root, data, _, _ = setup  # its metadata (obs_mask included) is in hopper.pickle.meta.json
     config = root / "learned.txt"
     config.write_text(CONFIG.format(data=data, extra="").replace(
         "'reward_file': 'utils/reward_functions/gym_hopper.py',", "").replace(
