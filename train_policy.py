@@ -22,21 +22,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from morel.agent import NPGAgent, NPGSettings
+from morel.agent import NPGAgent, NPGSettings, policy_from_config
 from morel.baselines import MLPBaseline
 from morel.config import load_config, override, write_config_json
 from morel.device import resolve_device
 from morel.envs import check_env_id, make_vector_env
-from morel.errors import MorelError, run_cli
+from morel.errors import run_cli
 from morel.jobdir import iteration_table, load_checkpoint, prepare_job_dir, save_iteration
 from morel.logger import DataLog
 from morel.paths import PathBatch
 from morel.plots import SCORE_KEYS
-from morel.policies import GaussianMLP, load_policy, save_policy
-from morel.sampling import ActionMode, collect_episodes, episode_returns, gaussian_action_fn
+from morel.policies import save_policy
+from morel.sampling import (
+    EVAL_SEED_OFFSET,
+    ActionMode,
+    collect_episodes,
+    episode_returns,
+    gaussian_action_fn,
+    mean_action_fn,
+)
 from morel.train_config import PolicyTrainConfig
-
-EVAL_SEED_OFFSET = 1_000_000
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,20 +59,10 @@ def parse_args() -> argparse.Namespace:
 
 def build_agent(cfg: PolicyTrainConfig, obs_dim: int, act_dim: int,
                 device: torch.device) -> NPGAgent:
-    if cfg.init_policy:
-        policy, _ = load_policy(cfg.resolve_path("init_policy"))
-        if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
-            raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
-                             f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")
-    else:
-        policy = GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std,
-                             cfg.min_log_std, seed=cfg.seed)
+    policy = policy_from_config(cfg, obs_dim, act_dim)
     baseline = MLPBaseline(obs_dim, cfg.vf_hidden_size, cfg.vf_lr, cfg.vf_wd, cfg.vf_batch_size,
                            cfg.vf_epochs, seed=cfg.seed, device=device)
-    fim = cfg.npg_hp.FIM_invert_args
-    settings = NPGSettings(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
-                           cfg.npg_hp.hvp_sample_frac)
-    return NPGAgent(policy.to(device), baseline, settings)
+    return NPGAgent(policy.to(device), baseline, NPGSettings.from_config(cfg))
 
 
 def policy_meta(cfg: PolicyTrainConfig, obs_dim: int, iteration: int,
@@ -94,9 +89,7 @@ def main() -> None:
     agent = build_agent(cfg, env0.obs_dim, env0.act_dim, device)
     policy = agent.policy
     explore = gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high)
-
-    def greedy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return policy.mean_std(obs)[0]
+    greedy = mean_action_fn(policy.mean_std)
 
     log, start, best_score = DataLog(), 0, -math.inf
     if args.resume:

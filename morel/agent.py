@@ -13,10 +13,12 @@ from typing import Any
 import torch
 
 from morel.baselines import MLPBaseline
+from morel.config import CommonKeys
+from morel.errors import MorelError
 from morel.gae import discounted_returns, gae_advantages, whiten
 from morel.npg import npg_step
 from morel.paths import PathBatch
-from morel.policies import GaussianMLP
+from morel.policies import GaussianMLP, load_policy
 
 
 @dataclass
@@ -29,6 +31,25 @@ class NPGSettings:
     cg_iters: int = 10
     damping: float = 1e-4
     hvp_sample_frac: float = 1.0
+
+    @classmethod
+    def from_config(cls, cfg: CommonKeys) -> NPGSettings:
+        fim = cfg.npg_hp.FIM_invert_args
+        return cls(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
+                   cfg.npg_hp.hvp_sample_frac)
+
+
+def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
+    """The starting policy of a run: `init_policy` (dims checked) or a new one from the policy
+    keys, seeded with `seed`."""
+    if not cfg.init_policy:
+        return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
+                           seed=cfg.seed)
+    policy, _ = load_policy(cfg.resolve_path("init_policy"))
+    if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
+        raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
+                         f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")
+    return policy
 
 
 class NPGAgent:

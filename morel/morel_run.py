@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from morel.agent import NPGAgent, NPGSettings
+from morel.agent import NPGAgent, NPGSettings, policy_from_config
 from morel.baselines import MLPBaseline
 from morel.bc import behavior_clone
 from morel.config import MorelConfig, write_config_json
 from morel.data import load_dataset, transitions
 from morel.dynamics import load_ensemble, save_ensemble
 from morel.ensemble_fit import ensemble_meta, fit_or_load_ensemble
-from morel.envs import check_env_id, make_vector_env
+from morel.envs import check_env_id, make_env, make_vector_env
 from morel.errors import MorelError
 from morel.jobdir import (
     iteration_table,
@@ -37,14 +37,13 @@ from morel.jobdir import (
 )
 from morel.logger import DataLog
 from morel.pmdp import HaltRules, dataset_disagreement, pmdp_rollouts, truncate_limit
-from morel.policies import GaussianMLP, load_policy, save_policy
+from morel.policies import GaussianMLP, save_policy
 from morel.reward_files import RewardFile, load_reward_file
 from morel.reward_model import learned_reward_function
-from morel.sampling import episode_returns
+from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
 from morel.scores import normalized_score
 
 PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
-EVAL_SEED_OFFSET = 1_000_000
 
 
 @dataclass
@@ -134,24 +133,12 @@ def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> t
     return torch.cat(picks)
 
 
-def build_policy(cfg: MorelConfig, obs_dim: int, act_dim: int) -> GaussianMLP:
-    if not cfg.init_policy:
-        return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
-                           seed=cfg.seed)
-    policy, _ = load_policy(cfg.resolve_path("init_policy"))
-    if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
-        raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
-                         f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")
-    return policy
-
-
 def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
               resume: bool = False, force: bool = False, progress: bool = True) -> float:
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
     check_env_id(cfg.env_name)
-    probe = make_vector_env(cfg.env_name, 1, cfg.act_repeat)
-    obs_dim, act_dim = probe.envs[0].obs_dim, probe.envs[0].act_dim
-    env_horizon = probe.envs[0].horizon
+    probe = make_env(cfg.env_name, cfg.act_repeat)
+    obs_dim, act_dim, env_horizon = probe.obs_dim, probe.act_dim, probe.horizon
     reward = load_reward(cfg, include, obs_dim)
     data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
     obs_mask = data.obs_mask
@@ -170,12 +157,9 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     truncate_lim = truncate_limit(disagreement, cfg.pessimism_coef)
     write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
 
-    policy = build_policy(cfg, obs_dim, act_dim).to(device)
+    policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
     baseline = MLPBaseline(obs_dim, (128, 128), 1e-3, 1e-3, 256, 1, seed=cfg.seed, device=device)
-    fim = cfg.npg_hp.FIM_invert_args
-    agent = NPGAgent(policy, baseline, NPGSettings(cfg.step_size, cfg.gamma, cfg.gae_lambda,
-                                                   fim.iters, fim.damping,
-                                                   cfg.npg_hp.hvp_sample_frac))
+    agent = NPGAgent(policy, baseline, NPGSettings.from_config(cfg))
     start, best_score = 0, -math.inf
     if resume:
         state = load_checkpoint(job)
@@ -198,8 +182,7 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat, obs_mask)
                 if cfg.eval_rollouts else None)
 
-    def greedy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return policy.mean_std(obs)[0]
+    greedy = mean_action_fn(policy.mean_std)
 
     def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
         """A CPU copy that takes raw observations (obs_mask folded in), and its metadata."""

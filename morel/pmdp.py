@@ -103,6 +103,7 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     live = torch.arange(num, device=dev)
     states = start_states.repeat(num_models, 1)
     std = torch.exp(policy.log_std)
+    halt_on = rules.truncate_lim is not None and num_models > 1
     for t in range(horizon):
         noise = torch.randn(len(live), act_dim, generator=generator).to(dev)
         actions = (policy(states) + std * noise).clamp(-rules.bound, rules.bound)
@@ -116,7 +117,7 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
                     "next_observations": next_states[:, None]}
             done = torch.as_tensor(termination_fn(step, timing), device=dev)[:, 0]
         stop = done.clone()
-        if rules.truncate_lim is not None and num_models > 1:
+        if halt_on:
             # the original checks steps 0..T-2 of a path: not the step that ends it
             over = (max_pairwise_distance(preds) > rules.truncate_lim) & ~done
             if t == horizon - 1:
@@ -143,7 +144,7 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     rewards = rewards * act_repeat * mask
     last = (length - 1).clamp(min=0)
     rewards[torch.arange(num, device=dev), last] += rules.halt_reward * halted.float()
-    if rules.truncate_lim is not None and num_models > 1:
+    if halt_on:
         terminated = halted & rules.halt_terminates
         if rules.halt_terminates:
             terminated |= env_done

@@ -25,6 +25,8 @@ from morel.errors import MorelError
 GaussianFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # (obs [N, obs_dim], rng) -> actions [N, act_dim]
 ActionFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# evaluation episodes of iteration k are seeded seed + EVAL_SEED_OFFSET + k * episodes
+EVAL_SEED_OFFSET = 1_000_000
 
 _MODE = re.compile(r"^(pure|eps-(?P<eps>[0-9.]+)|gauss-(?P<gauss>[0-9.]+))$")
 
@@ -59,6 +61,15 @@ def uniform_action_fn(low: np.ndarray, high: np.ndarray) -> ActionFn:
 
     def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(low, high, size=(len(obs), len(low))).astype(np.float32)
+
+    return act
+
+
+def mean_action_fn(policy: GaussianFn) -> ActionFn:
+    """The Gaussian policy's mean action (evaluation); no noise is drawn."""
+
+    def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return policy(obs)[0]
 
     return act
 

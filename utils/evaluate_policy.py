@@ -23,7 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from morel.envs import check_env_id, make_vector_env  # noqa: E402
 from morel.errors import MorelError, run_cli  # noqa: E402
 from morel.policies import load_policy  # noqa: E402
-from morel.sampling import ActionMode, episode_returns, gaussian_action_fn  # noqa: E402
+from morel.sampling import (  # noqa: E402
+    ActionMode,
+    episode_returns,
+    gaussian_action_fn,
+    mean_action_fn,
+)
 
 
 def evaluate(path: str, episodes: int, seed: int) -> list[str]:
@@ -39,12 +44,11 @@ def evaluate(path: str, episodes: int, seed: int) -> list[str]:
                          f"'{env_name}' ({env0.obs_dim}/{env0.act_dim})")
     mask = np.asarray(meta.get("obs_mask") or np.ones(env0.obs_dim), np.float32)
     low, high = env0.action_space.low, env0.action_space.high
-    stochastic = gaussian_action_fn(lambda o: policy.mean_std(o * mask), ActionMode("pure"),
-                                    low, high)
+    def policy_fn(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return policy.mean_std(obs * mask)
 
-    def deterministic(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return policy.mean_std(obs * mask)[0]
-
+    stochastic = gaussian_action_fn(policy_fn, ActionMode("pure"), low, high)
+    deterministic = mean_action_fn(policy_fn)
     det = episode_returns(vec_env, deterministic, seed)
     sto = episode_returns(vec_env, stochastic, seed)
     return [Path(path).name, env_name, f"{det.mean():.0f} ± {det.std():.0f}",
