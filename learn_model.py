@@ -3,8 +3,9 @@ load it with the config key `model_file`).
 
     python learn_model.py --config configs/hopper_v5_morel.txt --output models/hopper_medium.pt
 
-Prints each member's training loss (normalised units) and prediction MSE on the data (raw
-units), and the halting threshold the config's pessimism_coef would give.
+Prints each member's training loss (normalised units) and next-state MSE on the data (raw units),
+the ensemble's disagreement on the data, and the halting threshold the config's pessimism_coef
+would give.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tabulate import tabulate
-
 from morel.config import load_config, override
 from morel.device import resolve_device
 from morel.dynamics import save_ensemble
-from morel.ensemble_fit import ensemble_meta, fit_or_load_ensemble
+from morel.ensemble_fit import (
+    ensemble_meta,
+    ensemble_statistics,
+    fit_or_load_ensemble,
+    model_table,
+)
 from morel.envs import check_env_id, make_env
 from morel.errors import MorelError, run_cli
 from morel.morel_run import load_offline_data, load_reward
-from morel.pmdp import dataset_disagreement, truncate_limit
 
 
 def main() -> None:
@@ -48,14 +51,8 @@ def main() -> None:
     model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device,
                                       learn_reward=reward.reward_function is None)
     save_ensemble(model, str(output), ensemble_meta(cfg))
-    disagreement = dataset_disagreement(model, data.tensors["s"], data.tensors["a"])
-    rows = [[i, log.get(f"dyn_loss_{i}"), log[f"dyn_loss_gen_{i}"]]
-            for i in range(model.num_models)]
-    print(tabulate(rows, headers=["member", "train loss (normalised)", "prediction MSE"],
-                   floatfmt=".4g"))
-    limit = truncate_limit(disagreement, cfg.pessimism_coef)
-    print(f"max dataset disagreement {float(disagreement.max()):.4g}; truncate_lim with "
-          f"pessimism_coef {cfg.pessimism_coef}: {limit}")
+    log.update(ensemble_statistics(model, data.tensors, cfg.pessimism_coef))
+    print(model_table(log, model.num_models))
     print(f"saved {output} ({log['model_learning_time']:.1f} s)")
 
 

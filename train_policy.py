@@ -107,7 +107,9 @@ def main() -> None:
         paths = collect_episodes(vec_env, explore, cfg.num_samples, seed, progress=False)
         time_sampling = time.perf_counter() - t_start
         batch = PathBatch.from_paths(paths, device)
-        stats = agent.train_step(batch, torch.Generator().manual_seed(seed))
+        stats, rejection = agent.guarded_step(batch, torch.Generator().manual_seed(seed))
+        if rejection:
+            tqdm.write(f"warning: iteration {it} rejected: {rejection}")
         if eval_env is not None:
             eval_seed = cfg.seed + EVAL_SEED_OFFSET + it * cfg.eval_rollouts
             eval_score = float(np.mean(episode_returns(eval_env, greedy, eval_seed)))

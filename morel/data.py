@@ -157,15 +157,17 @@ def _read_sidecar(path: Path) -> dict:
 def split_flat(arrays: dict[str, np.ndarray], lengths: np.ndarray, terminated: np.ndarray,
                source: str) -> list[dict[str, Any]]:
     """Cut concatenated `[sum(T), ...]` arrays into paths of the given lengths."""
-    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    lengths, terminated = np.asarray(lengths), np.asarray(terminated)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise MorelError(f"{source}: 'path_lengths' must be a 1-D array of integers")
     if (lengths < 0).any():
         raise MorelError(f"{source}: negative path length")
-    total = int(lengths.sum())
+    total = sum(int(n) for n in lengths)  # Python ints: no overflow
     for key, arr in arrays.items():
-        if len(arr) != total:
-            raise MorelError(f"{source}: '{key}' has {len(arr)} rows but path_lengths sum to "
-                             f"{total}")
-    if len(terminated) != len(lengths):
+        if arr.ndim == 0 or len(arr) != total:
+            raise MorelError(f"{source}: '{key}' has {len(arr) if arr.ndim else 0} rows but "
+                             f"path_lengths sum to {total}")
+    if terminated.ndim != 1 or len(terminated) != len(lengths):
         raise MorelError(f"{source}: 'terminated' has {len(terminated)} entries for "
                          f"{len(lengths)} paths")
     bounds = np.concatenate([[0], np.cumsum(lengths)])

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from morel.atomic import atomic_path
 from morel.errors import MorelError
+from morel.torch_files import load_torch_file
 
 FORMAT = "morel.dynamics_ensemble.v1"
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
@@ -143,15 +144,27 @@ class DynamicsEnsemble(BatchedMLP):
         return history
 
     @torch.no_grad()
-    def prediction_loss(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,
-                        batch_size: int = 65536) -> torch.Tensor:
-        """MSE of each member's predicted next state against s_next in raw units, [E]."""
+    @torch.no_grad()
+    def dataset_statistics(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,
+                           batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass over a dataset [M, .]: each member's next-state MSE in raw units [E]
+        and the disagreement (max pairwise L2 between members) at every pair [M]."""
         total = torch.zeros(self.num_models, device=s.device)
+        disagreement = []
         for start in range(0, len(s), batch_size):
             chunk = slice(start, start + batch_size)
-            err = self.predict_all(s[chunk], a[chunk]) - s_next[chunk]
-            total += (err**2).mean(-1).sum(-1)
-        return total / len(s)
+            preds = self.predict_all(s[chunk], a[chunk])
+            total += ((preds - s_next[chunk]) ** 2).mean(-1).sum(-1)
+            disagreement.append(max_pairwise_distance(preds))
+        return total / len(s), torch.cat(disagreement)
+
+
+def max_pairwise_distance(predictions: torch.Tensor) -> torch.Tensor:
+    """[E, N, obs_dim] member predictions -> [N] largest L2 distance between two members."""
+    if predictions.shape[0] < 2:
+        return torch.zeros(predictions.shape[1], device=predictions.device)
+    diffs = predictions[:, None] - predictions[None, :]  # [E, E, N, obs_dim]
+    return torch.linalg.vector_norm(diffs, dim=-1).amax(dim=(0, 1))
 
 
 def save_ensemble(model: DynamicsEnsemble, path: str, meta: dict[str, Any] | None = None) -> None:
@@ -170,12 +183,7 @@ def save_ensemble(model: DynamicsEnsemble, path: str, meta: dict[str, Any] | Non
 def load_ensemble(path: str, device: str | torch.device = "cpu"
                   ) -> tuple[DynamicsEnsemble, dict[str, Any]]:
     """Read a file written by `save_ensemble` -> (model, meta), with weights_only=True."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MorelError(f"{path}: model file not found") from None
-    except Exception as err:  # unpickling errors of many types: one line, named
-        raise MorelError(f"{path}: not a readable model file ({type(err).__name__})") from None
+    payload = load_torch_file(path, "model")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MorelError(f"{path}: not a morel dynamics ensemble (expected format '{FORMAT}')")
     try:

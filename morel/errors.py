@@ -1,13 +1,27 @@
-"""One error type for user mistakes, and the CLI wrapper that turns it into a one-line message."""
+"""Error types (user mistakes; non-finite numbers), and the CLI wrapper that turns a user mistake
+into a one-line message."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
+import torch
+
 
 class MorelError(Exception):
     """A problem with the user's input (file, key, flag): the message names it and the fix."""
+
+
+class NumericError(Exception):
+    """A NaN or inf where a number was computed; the message names where it arose."""
+
+
+def check_finite(where: str, *tensors: torch.Tensor) -> None:
+    """Raise NumericError naming `where` if any of `tensors` holds a NaN or inf."""
+    for tensor in tensors:
+        if not bool(torch.isfinite(tensor).all()):
+            raise NumericError(where)
 
 
 def run_cli(main: Callable[[], None]) -> None:

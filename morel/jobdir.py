@@ -4,7 +4,7 @@ Layout (shared by train_policy.py and run_morel.py):
     JOB/job_data.json            resolved config (+ computed values)
     JOB/logs/log.pickle, log.csv per-iteration log; JOB/logs/*.png plots
     JOB/iterations/policy_N.pt   periodic policies; JOB/iterations/checkpoint.pt (resume state)
-    JOB/best_policy.pt, JOB/policy_final.pt
+    JOB/best_policy.pt, JOB/policy_final.pt; JOB/models.pt (run_morel.py's ensemble)
 A directory holding a run is never written into unless --resume (same config) or --force.
 """
 
@@ -23,8 +23,10 @@ from morel.errors import MorelError
 from morel.logger import DataLog
 from morel.plots import plot_log
 from morel.policies import GaussianMLP, save_policy
+from morel.torch_files import load_torch_file
 
-RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt")
+RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt",
+             "models.pt")
 CHECKPOINT = Path("iterations") / "checkpoint.pt"
 # keys that may change between a run and its resumption
 RESUMABLE_CHANGES = {"num_iter", "save_freq", "device", "exp_notes"}
@@ -32,6 +34,12 @@ RESUMABLE_CHANGES = {"num_iter", "save_freq", "device", "exp_notes"}
 
 def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> None:
     """Check `job` against the flags before any work; on a fresh start clear old run files."""
+    clear_run_files(job, check_job_dir(job, config, resume, force))
+
+
+def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> list[str]:
+    """Refuse what the flags do not allow (changes nothing); return the run files a fresh start
+    must clear (none when resuming)."""
     data_file = job / "job_data.json"
     if resume:
         if not (job / CHECKPOINT).is_file() or not data_file.is_file():
@@ -46,14 +54,19 @@ def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool
         if changed and not force:
             raise MorelError(f"{job}: config differs from the run's job_data.json in "
                              f"{', '.join(changed)}; resume with the same config or add --force")
-        return
+        return []
     if job.exists() and not job.is_dir():
         raise MorelError(f"{job}: exists and is not a directory; choose another --output")
     existing = [name for name in RUN_FILES if (job / name).exists()]
     if existing and not force:
         raise MorelError(f"{job}: already holds a run ({', '.join(existing)}); pass --resume to "
                          "continue it, --force to replace it, or choose another --output")
-    for name in existing:
+    return existing
+
+
+def clear_run_files(job: Path, names: list[str]) -> None:
+    """Remove the named run files of `job` (after check_job_dir) and make sure it exists."""
+    for name in names:
         target = job / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     job.mkdir(parents=True, exist_ok=True)
@@ -68,11 +81,7 @@ def save_checkpoint(job: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(job: Path) -> dict[str, Any]:
     """Read the resume state with weights_only=True (no code runs)."""
     path = job / CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors of many types: one line, named
-        raise MorelError(f"{path}: unreadable checkpoint ({type(err).__name__}); "
-                         "start again with --force") from None
+    state = load_torch_file(path, "checkpoint", "; start again with --force")
     if not isinstance(state, dict) or "iteration" not in state:
         raise MorelError(f"{path}: not a checkpoint; start again with --force")
     return state

@@ -26,17 +26,23 @@ from morel.bc import behavior_clone
 from morel.config import MorelConfig, write_config_json
 from morel.data import load_dataset, transitions
 from morel.dynamics import load_ensemble, save_ensemble
-from morel.ensemble_fit import ensemble_meta, fit_or_load_ensemble
+from morel.ensemble_fit import (
+    ensemble_meta,
+    ensemble_statistics,
+    fit_or_load_ensemble,
+    model_table,
+)
 from morel.envs import check_env_id, make_env, make_vector_env
 from morel.errors import MorelError
 from morel.jobdir import (
+    check_job_dir,
+    clear_run_files,
     iteration_table,
     load_checkpoint,
-    prepare_job_dir,
     save_iteration,
 )
 from morel.logger import DataLog
-from morel.pmdp import HaltRules, dataset_disagreement, pmdp_rollouts, truncate_limit
+from morel.pmdp import HaltRules, pmdp_rollouts
 from morel.policies import GaussianMLP, save_policy
 from morel.reward_files import RewardFile, load_reward_file
 from morel.reward_model import learned_reward_function
@@ -142,19 +148,24 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     reward = load_reward(cfg, include, obs_dim)
     data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
     obs_mask = data.obs_mask
-    prepare_job_dir(job, cfg.to_dict(), resume, force)
-
-    log = DataLog()
+    # an old run in `job` (with --force) is cleared only once the ensemble is fitted or loaded
+    old_run_files = check_job_dir(job, cfg.to_dict(), resume, force)
     if resume:
         model, _ = load_ensemble(str(job / "models.pt"), device)
     else:
         model, model_log = fit_or_load_ensemble(cfg, data.tensors, obs_dim, act_dim, device,
                                                 reward.reward_function is None, progress)
+        clear_run_files(job, old_run_files)
         save_ensemble(model, str(job / "models.pt"), ensemble_meta(cfg))
+    model_stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef)
+    truncate_lim = model_stats.pop("truncate_lim")
+    log = DataLog()
+    if not resume:
         log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
-                      **model_log, "act_repeat": cfg.act_repeat})
-    disagreement = dataset_disagreement(model, data.tensors["s"], data.tensors["a"])
-    truncate_lim = truncate_limit(disagreement, cfg.pessimism_coef)
+                      **model_log, **model_stats, "act_repeat": cfg.act_repeat})
+        if progress:
+            tqdm.write(model_table({**log.current(), "truncate_lim": truncate_lim},
+                                   model.num_models))
     write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
 
     policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
@@ -207,7 +218,9 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
             raise MorelError(f"iteration {it}: every model path was dropped (shorter than 5 "
                              "steps); check the reward file's termination_function")
         time_sampling = time.perf_counter() - t_start
-        stats = agent.train_step(rollouts.batch, gen)
+        stats, rejection = agent.guarded_step(rollouts.batch, gen)
+        if rejection:
+            tqdm.write(f"warning: iteration {it} rejected: {rejection}")
         t_eval = time.perf_counter()
         if eval_env is not None:
             seed = cfg.seed + EVAL_SEED_OFFSET + it * cfg.eval_rollouts

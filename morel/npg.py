@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from morel.errors import check_finite
 from morel.policies import GaussianMLP
 
 
@@ -93,6 +94,8 @@ def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: tor
     from x0 = g, with F on all samples or on one subsample (with replacement) of
     `hvp_sample_frac * M` samples; theta += alpha x with alpha = sqrt(|step_size / (g.x + 1e-10)|),
     so that the KL of the step is about step_size / 2. Returns the original's log values.
+    Raises NumericError (the parameters may then be changed) on a non-finite gradient, CG result
+    or updated parameters.
     """
     start = time.perf_counter()
     params = list(policy.parameters())
@@ -112,7 +115,10 @@ def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: tor
     fvp = fisher_vector_product_fn(policy, fisher_obs, damping)
     direction = conjugate_gradient(fvp, grad, cg_iters, x0=grad)
     alpha = torch.sqrt(torch.abs(step_size / (grad @ direction + 1e-10)))
+    check_finite("the policy gradient or the natural gradient (CG result)", grad, direction,
+                 alpha)
     policy.set_flat_params(policy.flat_params() + alpha * direction)
+    check_finite("the policy parameters after the step", policy.flat_params())
     time_npg = time.perf_counter() - start
 
     with torch.no_grad():

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from morel.atomic import atomic_path
-from morel.errors import MorelError
+from morel.errors import MorelError, check_finite
+from morel.torch_files import load_torch_file
 
 FORMAT = "morel.gaussian_mlp.v1"
 
@@ -112,8 +113,10 @@ class GaussianMLP(nn.Module):
 
 
 def save_policy(policy: GaussianMLP, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-    """Write the policy (architecture, weights on CPU, transforms, `meta`) atomically."""
+    """Write the policy (architecture, weights on CPU, transforms, `meta`) atomically; a policy
+    with a NaN/inf parameter is never written (NumericError)."""
     path = Path(path)
+    check_finite(f"the policy to be saved as {path}", policy.flat_params())
     payload = {
         "format": FORMAT,
         "obs_dim": policy.obs_dim,
@@ -130,13 +133,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"
                 ) -> tuple[GaussianMLP, dict[str, Any]]:
     """Read a policy file written by `save_policy` -> (policy, meta). Never runs code from it."""
     path = Path(path)
-    if not path.is_file():
-        raise MorelError(f"{path}: policy file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors of many types: one line, named
-        raise MorelError(f"{path}: not a readable policy file ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    payload = load_torch_file(path, "policy")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MorelError(f"{path}: not a morel policy file (expected format '{FORMAT}')")
     try:

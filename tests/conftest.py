@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,26 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 REWARDS = ROOT / "utils" / "reward_functions"
+
+
+def kill_at_first_checkpoint(script: str, *args: str, job: Path) -> int:
+    """Start `python SCRIPT ARGS`, SIGKILL it as soon as JOB holds a checkpoint (while it still
+    runs), and return the checkpoint's iteration."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = job / "iterations" / "checkpoint.pt"
+    deadline = time.monotonic() + 600
+    try:
+        while not checkpoint.exists():
+            assert proc.poll() is None, f"{script} ended before its first checkpoint"
+            assert time.monotonic() < deadline, f"{script} wrote no checkpoint"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return torch.load(checkpoint, weights_only=True)["iteration"]
 
 
 def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

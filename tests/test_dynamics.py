@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -80,7 +82,7 @@ def test_fit_recovers_a_linear_system():
     assert history[-1].shape == (2,)
     assert torch.all(history[-1] < 0.01 * history[0])
     s_test, a_test, next_test = linear_system(500, seed=1)
-    err = model.prediction_loss(s_test, a_test, next_test)
+    err, _ = model.dataset_statistics(s_test, a_test, next_test)
     baseline = ((next_test - s_test) ** 2).mean()  # predicting "no change"
     assert torch.all(err < 2e-3 * baseline), (err, baseline)
     torch.testing.assert_close(model.predict_all(s_test, a_test)[:, :, 2],
@@ -145,3 +147,11 @@ def test_learned_reward_fits_a_known_function_and_is_saved(tmp_path):
     save_ensemble(model, str(tmp_path / "m.pt"))
     loaded, _ = load_ensemble(str(tmp_path / "m.pt"))
     torch.testing.assert_close(learned_reward_function(loaded)(paths), pred)
+
+
+def test_a_diverged_fit_stops_naming_the_member():
+    from morel.ensemble_fit import check_fit
+
+    check_fit(torch.tensor([0.1, 0.2]), "dynamics")
+    with pytest.raises(MorelError, match=r"dynamics model fit diverged .*member\(s\) \[1, 2\]"):
+        check_fit(torch.tensor([0.1, math.nan, math.inf]), "dynamics")

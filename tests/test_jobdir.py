@@ -45,5 +45,16 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     job = tmp_path / "job"
     (job / "iterations").mkdir(parents=True)
     torch.save({"iteration": 1, "f": print}, job / CHECKPOINT)
-    with pytest.raises(MorelError, match="unreadable checkpoint"):
+    with pytest.raises(MorelError, match="not a readable checkpoint file .*--force"):
         load_checkpoint(job)
+
+
+def test_a_directory_holding_only_an_ensemble_is_a_run(tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "models.pt").write_bytes(b"old ensemble")
+    with pytest.raises(MorelError, match=r"already holds a run \(models.pt\)"):
+        prepare_job_dir(job, {}, resume=False, force=False)
+    assert (job / "models.pt").read_bytes() == b"old ensemble"
+    prepare_job_dir(job, {}, resume=False, force=True)
+    assert not (job / "models.pt").exists()

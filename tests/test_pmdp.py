@@ -7,11 +7,10 @@ import itertools
 import pytest
 import torch
 
-from morel.dynamics import DynamicsEnsemble
+from morel.dynamics import DynamicsEnsemble, max_pairwise_distance
+from morel.ensemble_fit import ensemble_statistics, model_table
 from morel.pmdp import (
     HaltRules,
-    dataset_disagreement,
-    max_pairwise_distance,
     pmdp_rollouts,
     truncate_limit,
 )
@@ -35,15 +34,35 @@ def test_max_pairwise_distance_matches_reference(members):
                                reference_disagreement(preds), rtol=1e-5, atol=1e-6)
 
 
-def test_dataset_disagreement_in_batches_and_threshold():
+def test_dataset_statistics_in_one_batched_pass_and_threshold():
     model = DynamicsEnsemble(3, 4, 2, (8,), seed=0)
-    s, a = torch.randn(101, 4), torch.randn(101, 2)
-    full = dataset_disagreement(model, s, a)
-    torch.testing.assert_close(dataset_disagreement(model, s, a, batch_size=7), full)
-    torch.testing.assert_close(full.double(), reference_disagreement(model.predict_all(s, a)),
+    s, a, s_next = torch.randn(101, 4), torch.randn(101, 2), torch.randn(101, 4)
+    mse, full = model.dataset_statistics(s, a, s_next)
+    mse7, full7 = model.dataset_statistics(s, a, s_next, batch_size=7)
+    torch.testing.assert_close(full7, full)
+    torch.testing.assert_close(mse7, mse)
+    preds = model.predict_all(s, a).double()
+    torch.testing.assert_close(full.double(), reference_disagreement(preds), rtol=1e-5,
+                               atol=1e-6)
+    torch.testing.assert_close(mse.double(), ((preds - s_next.double()) ** 2).mean((1, 2)),
                                rtol=1e-5, atol=1e-6)
     assert truncate_limit(full, 0.5) == pytest.approx(2 * float(full.max()))
     assert truncate_limit(full, None) is None and truncate_limit(full, 0.0) is None
+
+
+def test_ensemble_statistics_and_table():
+    model = DynamicsEnsemble(3, 4, 2, (8,), seed=0)
+    data = {"s": torch.randn(1000, 4), "a": torch.randn(1000, 2), "s_next": torch.randn(1000, 4)}
+    _, dis = model.dataset_statistics(data["s"], data["a"], data["s_next"])
+    stats = ensemble_statistics(model, data, 2.0)
+    assert stats["truncate_lim"] == pytest.approx(float(dis.max()) / 2)
+    assert stats["halt_frac_data"] == pytest.approx(float((dis > dis.max() / 2).float().mean()))
+    assert stats["disagreement_p99"] == pytest.approx(float(torch.sort(dis).values[989]))
+    assert stats["disagreement_mean"] == pytest.approx(float(dis.mean()))
+    table = model_table({**stats, "dyn_loss_1": 0.25}, 3)
+    assert "truncate_lim" in table and "0.25" in table and len(table.splitlines()) > 8
+    naive = ensemble_statistics(model, data, None)
+    assert naive["truncate_lim"] is None and "none (naive)" in model_table(naive, 3)
 
 
 def drift_ensemble(gain: float = 0.1) -> DynamicsEnsemble:
@@ -165,7 +184,7 @@ def test_batched_rollouts_equal_the_slow_reference(hopper_reward_file):
     model.set_normalisation(data, torch.rand(500, 3) * 2 - 1, data + 0.05 * torch.randn(500, 11))
     policy = GaussianMLP(11, 3, (16,), init_log_std=-20.0, min_log_std=-20.0, seed=2)
     starts = data[:6]
-    probe = dataset_disagreement(model, data, torch.zeros(500, 3))
+    _, probe = model.dataset_statistics(data, torch.zeros(500, 3), data)
     for lim in (float(probe.quantile(0.6)), None):
         rules = HaltRules(lim, halt_reward=-3.0)
         fast = pmdp_rollouts(model, policy, starts, 30, rules, funcs.reward_function,

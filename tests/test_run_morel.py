@@ -1,5 +1,6 @@
 """run_morel.py and learn_model.py end to end on a tiny Hopper dataset made by the shipped
-medium logging policy: job files, log values, threshold, resume = uninterrupted, loaded models."""
+medium logging policy: job files, log values, threshold, a killed and resumed run equal to an
+uninterrupted one, loaded models."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT, assert_same_run, read_job_log, run_script
+from conftest import ROOT, assert_same_run, kill_at_first_checkpoint, read_job_log, run_script
 
 from morel.dynamics import load_ensemble
 from morel.policies import load_policy
@@ -49,6 +50,7 @@ def test_job_directory_and_log(setup):
         assert (job / name).is_file(), name
     job_data = json.loads((job / "job_data.json").read_text())
     assert job_data["truncate_lim"] > 0 and job_data["pessimism_coef"] == 1.0
+    assert "share of data pairs over truncate_lim" in full.stdout + full.stderr
     log = read_job_log(job)
     for key in ("train_score", "eval_score", "eval_score_normalized", "kl_dist", "halt_frac",
                 "VF_error_after"):
@@ -57,7 +59,7 @@ def test_job_directory_and_log(setup):
     expected = [100 * (r + 20.272305) / (3234.3 + 20.272305) for r in log["eval_score"]]
     assert log["eval_score_normalized"] == pytest.approx(expected)
     for key in ("rollout_score", "dataset_samples", "dyn_loss_0", "dyn_loss_gen_2",
-                "bc_loss_after", "fit_epochs"):
+                "bc_loss_after", "fit_epochs", "disagreement_max", "halt_frac_data"):
         assert len(log[key]) == 1, key
     assert log["bc_loss_after"][0] < log["bc_loss_before"][0]
     assert all(0 < n <= 3 * 8 * 60 for n in log["num_samples"])
@@ -76,15 +78,15 @@ def test_job_directory_and_log(setup):
     torch.testing.assert_close(final(raw), live(raw * mask), rtol=1e-4, atol=1e-5)
 
 
-def test_resume_continues_exactly(setup):
+def test_killed_run_resumes_exactly(setup):
     root, _, config, _ = setup
-    first = run_script("run_morel.py", "--config", config, "--output", root / "split",
-                       "--num_iter", "2")
-    assert first.returncode == 0, first.stderr
-    resumed = run_script("run_morel.py", "--config", config, "--output", root / "split",
-                         "--resume")
+    job = root / "killed"
+    done = kill_at_first_checkpoint("run_morel.py", "--config", config, "--output", job, job=job)
+    assert done == 2  # save_freq 2 of 4 iterations: killed during iteration 2 or 3
+    resumed = run_script("run_morel.py", "--config", config, "--output", job, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert_same_run(root / "full", root / "split", TIMING)
+    assert "resuming" in resumed.stdout and "at iteration 2" in resumed.stdout
+    assert_same_run(root / "full", job, TIMING)  # logs: no duplicates, no gaps, same values
 
 
 def test_learn_model_then_run_with_model_file(setup):
@@ -93,7 +95,7 @@ def test_learn_model_then_run_with_model_file(setup):
     config.write_text(CONFIG.format(data=data, extra=""))
     fitted = run_script("learn_model.py", "--config", config, "--output", root / "m.pt")
     assert fitted.returncode == 0, fitted.stderr
-    assert "truncate_lim" in fitted.stdout and "prediction MSE" in fitted.stdout
+    assert "truncate_lim" in fitted.stdout and "next-state MSE on data" in fitted.stdout
     again = run_script("learn_model.py", "--config", config, "--output", root / "m.pt")
     assert again.returncode == 2 and "file exists" in again.stderr
     # the same seed and data: the saved ensemble equals the one run_morel.py fitted

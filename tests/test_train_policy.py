@@ -1,11 +1,12 @@
-"""train_policy.py end to end on a tiny Hopper config: files, log values, resume = uninterrupted."""
+"""train_policy.py end to end on a tiny Hopper config: files, log values, a killed and resumed
+run equal to an uninterrupted one."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import assert_same_run, read_job_log, run_script
+from conftest import assert_same_run, kill_at_first_checkpoint, read_job_log, run_script
 
 from morel.policies import load_policy
 
@@ -23,11 +24,11 @@ def runs(tmp_path_factory):
     config = root / "npg_tiny.txt"
     config.write_text(TINY)
     full = run_script("train_policy.py", "--config", config, "--output", root / "full")
-    first = run_script("train_policy.py", "--config", config, "--output", root / "split",
-                       "--num_iter", "2")
-    resumed = run_script("train_policy.py", "--config", config, "--output", root / "split",
+    killed_at = kill_at_first_checkpoint("train_policy.py", "--config", config, "--output",
+                                         root / "killed", job=root / "killed")
+    resumed = run_script("train_policy.py", "--config", config, "--output", root / "killed",
                          "--resume")
-    return root, config, full, first, resumed
+    return root, config, full, killed_at, resumed
 
 
 def test_job_directory_and_log(runs):
@@ -52,12 +53,12 @@ def test_job_directory_and_log(runs):
     assert len(lines) == 5 and lines[0].startswith("iteration,eval_score,iter_time")
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
-    root, _, _, first, resumed = runs
-    assert first.returncode == 0, first.stderr
+def test_killed_run_resumes_exactly_like_an_uninterrupted_run(runs):
+    root, _, _, killed_at, resumed = runs
+    assert killed_at == 2
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stdout
-    assert_same_run(root / "full", root / "split", TIMING)
+    assert "resuming" in resumed.stdout and "at iteration 2" in resumed.stdout
+    assert_same_run(root / "full", root / "killed", TIMING)
 
 
 def test_existing_run_is_not_overwritten(runs):
@@ -77,7 +78,7 @@ def test_explore_results_plots_the_run(runs, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert "eval_score" in out.stdout and "kl_dist" in out.stdout  # every per-iteration key
     two = run_script("utils/explore_results.py", "--data", root / "full",
-                     root / "split" / "logs" / "log.csv", "--keys", "eval_score",
+                     root / "killed" / "logs" / "log.csv", "--keys", "eval_score",
                      "--output", tmp_path / "two.png")
     assert two.returncode == 0, two.stderr
     assert "mean ± std" in two.stdout and (tmp_path / "two.png").is_file()
