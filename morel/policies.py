@@ -11,7 +11,7 @@ transforms, metadata), read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,42 @@ class GaussianMLP(nn.Module):
         for layer in self.layers[:-1]:
             h = torch.tanh(layer(h))
         return self.layers[-1](h) * self.out_scale + self.out_shift
+
+    @torch.no_grad()
+    def mean_linearization(self, obs: torch.Tensor
+                           ) -> tuple[Callable[[list[torch.Tensor]], torch.Tensor],
+                                      Callable[[torch.Tensor], list[torch.Tensor]]]:
+        """(J v, J^T u) of the mean at obs [N, obs_dim] with respect to the layers' parameters
+        (weight, bias per layer, the order of `parameters()` after log_std), J = d mean / d theta.
+        One forward is cached; each product then costs two matmuls per layer (the FLOP floor).
+        jvp(list of tensors shaped like the parameters) -> [N, act_dim];
+        vjp(u [N, act_dim]) -> list of tensors shaped like the parameters."""
+        h = [(obs - self.in_shift) / (self.in_scale + 1e-6)]  # inputs of each layer
+        for layer in self.layers[:-1]:
+            h.append(torch.tanh(layer(h[-1])))
+        slopes = [1 - x**2 for x in h[1:]]  # tanh' at each hidden layer
+
+        def jvp(v: list[torch.Tensor]) -> torch.Tensor:
+            dh = None
+            for i, layer in enumerate(self.layers):
+                dw, db = v[2 * i], v[2 * i + 1]
+                dz = torch.addmm(db, h[i], dw.T)
+                if dh is not None:
+                    dz = torch.addmm(dz, dh, layer.weight.T)
+                if i < len(slopes):
+                    dh = slopes[i] * dz
+            return dz * self.out_scale
+
+        def vjp(u: torch.Tensor) -> list[torch.Tensor]:
+            grads: list[torch.Tensor] = []
+            g = u * self.out_scale
+            for i in range(len(self.layers) - 1, -1, -1):
+                grads[:0] = [g.T @ h[i], g.sum(0)]
+                if i > 0:
+                    g = (g @ self.layers[i].weight) * slopes[i - 1]
+            return grads
+
+        return jvp, vjp
 
     def clamp_log_std(self) -> None:
         with torch.no_grad():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from morel.npg import (
     conjugate_gradient,
@@ -146,3 +147,20 @@ def test_hvp_subsample_is_seeded_and_still_a_valid_step():
         steps.append(policy.flat_params())
         assert 0 < stats["kl_dist"] < 0.02 and stats["surr_improvement"] > 0
     torch.testing.assert_close(steps[0], steps[1], rtol=0, atol=0)
+
+
+def test_closed_form_fvp_equals_double_backprop():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from reference import double_backprop_fvp
+
+    policy = GaussianMLP(5, 3, (16, 16), init_log_std=-1.3, seed=1)
+    with torch.no_grad():
+        policy.layers[-1].weight.mul_(30)
+    obs = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
+    fast = fisher_vector_product_fn(policy, obs, damping=1e-3)
+    slow = double_backprop_fvp(policy, obs, damping=1e-3)
+    for seed in range(3):
+        v = torch.randn(policy.flat_params().numel(), generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(fast(v), slow(v), rtol=1e-4, atol=1e-6)

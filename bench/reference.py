@@ -1,0 +1,79 @@
+"""The original's methods, kept here only as the benchmark's references.
+
+P-MDP sampling: the original rolls each ensemble member's share of the start states through that
+member alone (one small forward per member per step), and then, path by path, runs every member
+on the path's (s, a) sequence to compute the disagreement afterwards. Same maths as
+`morel.pmdp.pmdp_rollouts` without halting. Fisher-vector products: mjrl's double backprop of the
+mean KL, the same matrix as `morel.npg.fisher_vector_product_fn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from morel.dynamics import DynamicsEnsemble, max_pairwise_distance
+from morel.npg import flat_grad, mean_kl
+from morel.policies import GaussianMLP
+
+
+def member_network(model: DynamicsEnsemble, e: int) -> nn.Sequential:
+    """Member e as an ordinary nn.Sequential (the original's per-model MLP)."""
+    layers: list[nn.Module] = []
+    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+        linear = nn.Linear(w.shape[1], w.shape[2]).to(w.device)
+        with torch.no_grad():
+            linear.weight.copy_(w[e].T)
+            linear.bias.copy_(b[e, 0])
+        layers.append(linear)
+        if i < len(model.weights) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def member_step(model: DynamicsEnsemble, net: nn.Sequential, e: int, s: torch.Tensor,
+                a: torch.Tensor) -> torch.Tensor:
+    """Member e's next states for s [T, obs_dim], a [T, act_dim] (its own normalisation)."""
+    x = torch.cat([(s - model.s_shift[e]) / (model.s_scale[e] + 1e-8),
+                   (a - model.a_shift[e]) / (model.a_scale[e] + 1e-8)], dim=-1)
+    delta = net(x) * (model.d_scale[e] + 1e-8) + model.d_shift[e]
+    return s + model.residual_mask[e] * delta
+
+
+@torch.no_grad()
+def reference_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tensor,
+                       horizon: int, generator: torch.Generator) -> tuple[int, torch.Tensor]:
+    """Roll starts [N, obs_dim] through each member separately for `horizon` steps, then the
+    per-path disagreement [E * N, horizon]. Returns (samples, disagreement)."""
+    nets = [member_network(model, e) for e in range(model.num_models)]
+    std = torch.exp(policy.log_std)
+    paths = []
+    for e, net in enumerate(nets):  # the original: one member's paths at a time
+        s = starts.clone()
+        obs, acts = [], []
+        for _ in range(horizon):
+            noise = torch.randn(len(s), policy.act_dim, generator=generator).to(s.device)
+            a = policy(s) + std * noise
+            obs.append(s)
+            acts.append(a)
+            s = member_step(model, net, e, s, a)
+        paths.extend(zip(torch.stack(obs, 1), torch.stack(acts, 1)))
+    disagreement = []
+    for obs, acts in paths:  # the original: every member on each path, afterwards
+        preds = torch.stack([member_step(model, net, e, obs, acts) for e, net in enumerate(nets)])
+        disagreement.append(max_pairwise_distance(preds))
+    return len(paths) * horizon, torch.stack(disagreement)
+
+
+def double_backprop_fvp(policy: GaussianMLP, obs: torch.Tensor,
+                        damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """mjrl's v -> (F + damping I) v: the gradient of (grad mean_kl . v)."""
+    params = list(policy.parameters())
+    kl_grad = flat_grad(mean_kl(policy, obs), params, create_graph=True)
+
+    def fvp(v: torch.Tensor) -> torch.Tensor:
+        return flat_grad(kl_grad @ v, params, retain_graph=True) + damping * v
+
+    return fvp

@@ -1,0 +1,307 @@
+"""Benchmarks of MOReL's hot paths, each as a RATIO measured in the same run (so that a noisy,
+shared machine still gives stable answers), printed as a table and written as JSON.
+
+    python bench/run_all.py                  # CPU, a few minutes on 2 cores
+    python bench/run_all.py --device cuda    # on a GPU
+    python bench/run_all.py --quick          # smaller workloads, for a smoke test
+
+1. matmul peak at the ensemble's shapes (the reference for the rest);
+2. ensemble fitting (4 x 512x512, minibatch 1000 and 256): achieved FLOP/s / peak, and the
+   speed-up over fitting the members one after another;
+3. P-MDP sampling (50 start states x 4 members, horizon 500, disagreement every step): time
+   against its floor (the ensemble and policy FLOPs it needs / peak) and against the original's
+   method (bench/reference.py) at the same number of samples;
+4. a whole NPG iteration, part by part (sampling, GAE, NPG/CG, baseline, evaluation), and the
+   Fisher-vector product against its floor;
+5. real-env collection (collect_dataset.py's loop) against the raw env.step rate.
+Each time is the best of a few repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from reference import double_backprop_fvp, reference_rollouts  # noqa: E402
+
+from morel.agent import NPGAgent, NPGSettings  # noqa: E402
+from morel.baselines import MLPBaseline  # noqa: E402
+from morel.dynamics import DynamicsEnsemble  # noqa: E402
+from morel.envs import make_vector_env  # noqa: E402
+from morel.gae import discounted_returns, gae_advantages, whiten  # noqa: E402
+from morel.npg import fisher_vector_product_fn  # noqa: E402
+from morel.pmdp import HaltRules, pmdp_rollouts  # noqa: E402
+from morel.policies import load_policy  # noqa: E402
+from morel.reward_files import load_reward_file  # noqa: E402
+from morel.sampling import (  # noqa: E402
+    ActionMode,
+    collect_episodes,
+    episode_returns,
+    gaussian_action_fn,
+    mean_action_fn,
+)
+
+OBS, ACT, HIDDEN, MEMBERS = 11, 3, 512, 4  # Hopper with the original's ensemble
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeat: int = 3) -> float:
+    """Seconds of one call of `fn`: the best of `repeat` timed calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def mlp_flops(sizes: tuple[int, ...]) -> int:
+    """Multiply-add FLOPs of one forward of one sample through an MLP with these layer sizes."""
+    return sum(2 * a * b for a, b in zip(sizes, sizes[1:]))
+
+
+def matmul_peak(device: torch.device, quick: bool) -> dict:
+    """Best FLOP/s of batched matmuls at the ensemble's shapes (and one large square one)."""
+    shapes = [(MEMBERS, 256, HIDDEN, HIDDEN), (MEMBERS, 1000, HIDDEN, HIDDEN),
+              (MEMBERS, 4096, HIDDEN, HIDDEN), (1, 2048, 2048, 2048)]
+    rates = {}
+    for e, n, k, m in shapes[:2] if quick else shapes:
+        a = torch.randn(e, n, k, device=device)
+        b = torch.randn(e, k, m, device=device)
+        reps = max(1, int(2e10 / (2 * e * n * k * m)))
+        seconds = best_time(lambda a=a, b=b, reps=reps: [torch.bmm(a, b) for _ in range(reps)],
+                            device) / reps
+        rates[f"{e}x{n}x{k}x{m}"] = 2 * e * n * k * m / seconds
+    return {"peak_flops": max(rates.values()), "by_shape": rates}
+
+
+def hopper_like_data(num: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randn(num, OBS, generator=gen) * 0.5
+    a = torch.rand(num, ACT, generator=gen) * 2 - 1
+    s_next = s + 0.05 * torch.randn(num, OBS, generator=gen) + 0.01 * a.sum(1, keepdim=True)
+    return s.to(device), a.to(device), s_next.to(device)
+
+
+def ensemble_fitting(device: torch.device, peak: float, quick: bool) -> dict:
+    """One epoch of fitting (forward + backward + Adam) at minibatch 1000 and 256."""
+    num = 8000 if quick else 32000
+    s, a, s_next = hopper_like_data(num, device)
+    sizes = (OBS + ACT, HIDDEN, HIDDEN, OBS)
+    out = {}
+    models = {m: DynamicsEnsemble(m, OBS, ACT, (HIDDEN, HIDDEN), seed=0).to(device)
+              for m in (MEMBERS, 1)}
+    for batch in (1000, 256):
+        def fit(members: int, batch: int = batch) -> None:  # one more epoch of the same model
+            models[members].fit(s, a, s_next, 1, batch, progress=False)
+
+        batched = best_time(lambda: fit(MEMBERS), device, repeat=2)
+        one = best_time(lambda: fit(1), device, repeat=2)
+        flops = 3 * MEMBERS * (num // batch) * batch * mlp_flops(sizes)  # fwd + 2x for bwd
+        out[batch] = {"epoch_s": batched, "flops": flops / batched,
+                      "fraction_of_peak": flops / batched / peak,
+                      "speedup_over_sequential": MEMBERS * one / batched}
+    return out
+
+
+def bench_model(device: torch.device) -> DynamicsEnsemble:
+    model = DynamicsEnsemble(MEMBERS, OBS, ACT, (HIDDEN, HIDDEN), seed=0).to(device)
+    model.set_normalisation(*hopper_like_data(4096, device))
+    return model
+
+
+def start_states(num: int, device: torch.device) -> torch.Tensor:
+    env = gym.make("Hopper-v5")
+    starts = np.stack([env.reset(seed=i)[0] for i in range(num)])
+    return torch.as_tensor(starts, dtype=torch.float32, device=device)
+
+
+def pmdp_sampling(device: torch.device, peak: float, quick: bool) -> dict:
+    """50 start states x 4 members, no halting (every path runs the horizon: a fixed workload)."""
+    horizon, n_start = (100 if quick else 500), 50
+    model = bench_model(device)
+    policy, _ = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt", device)
+    reward = load_reward_file(ROOT / "utils" / "reward_functions" / "gym_hopper.py", OBS)
+    starts = start_states(n_start, device)
+    rules = HaltRules(None)
+
+    def ours():
+        return pmdp_rollouts(model, policy, starts, horizon, rules, reward.reward_function,
+                             None, generator=torch.Generator().manual_seed(0))
+
+    ours_s = best_time(ours, device)
+    ref_s = best_time(lambda: reference_rollouts(model, policy, starts, horizon,
+                                                 torch.Generator().manual_seed(0)), device,
+                      repeat=1)
+    rollouts = ours()
+    samples = rollouts.batch.num_samples
+    live = MEMBERS * n_start
+    per_step = (MEMBERS * live * mlp_flops((OBS + ACT, HIDDEN, HIDDEN, OBS))
+                + live * mlp_flops((OBS, *policy.hidden_sizes, ACT)))
+    floor_s = horizon * per_step / peak
+    return {"samples": samples, "ours_s": ours_s, "floor_s": floor_s,
+            "over_floor": ours_s / floor_s, "reference_s": ref_s,
+            "speedup_over_reference": ref_s / ours_s, "rollouts": rollouts, "policy": policy}
+
+
+def npg_iteration(device: torch.device, peak: float, sampling: dict) -> dict:
+    """The parts of one iteration on the sampled batch (the original's NPG settings for
+    d4rl hopper: CG 20, damping 1e-3), plus 4 evaluation episodes of the medium policy."""
+    batch, policy = sampling["rollouts"].batch, sampling["policy"]
+    baseline = MLPBaseline(OBS, (128, 128), 1e-3, 1e-3, 256, 1, seed=0, device=device)
+    settings = NPGSettings(0.02, 0.999, 0.97, cg_iters=20, damping=1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def gae():
+        values = baseline.predict(batch)
+        adv = gae_advantages(batch.rewards, values, batch.mask, batch.terminated, 0.999, 0.97)
+        return discounted_returns(batch.rewards, batch.mask, 0.999), whiten(adv, batch.mask)
+
+    gae_s = best_time(gae, device)
+    saved = {k: v.clone() for k, v in policy.state_dict().items()}
+    agent = NPGAgent(policy, baseline, settings)
+    step = agent.train_step(batch, gen)
+    policy.load_state_dict(saved)
+    obs = batch.valid(batch.observations)
+    fvp = fisher_vector_product_fn(policy, obs, 1e-3)
+    v = torch.randn(policy.flat_params().numel(), generator=gen).to(device)
+    fvp_s = best_time(lambda: fvp(v), device)
+    double = double_backprop_fvp(policy, obs, 1e-3)
+    double_s = best_time(lambda: double(v), device)
+    # J v (dW x + W dx per layer) and J^T u (weight and input gradients): 4 forwards' FLOPs
+    fvp_floor = 4 * len(obs) * mlp_flops((OBS, *policy.hidden_sizes, ACT)) / peak
+    eval_env = make_vector_env("Hopper-v5", 4)
+    eval_s = best_time(lambda: episode_returns(eval_env, mean_action_fn(policy.mean_std), 0),
+                       device, repeat=1)
+    parts = {"sampling": sampling["ours_s"], "gae": gae_s, "npg_vpg": step["time_vpg"],
+             "npg_cg": step["time_npg"], "baseline": step["time_VF"], "evaluation": eval_s}
+    ours = sum(parts.values())
+    reference = ours - sampling["ours_s"] + sampling["reference_s"]
+    return {"parts": parts, "iteration_s": ours, "reference_iteration_s": reference,
+            "speedup_over_reference": reference / ours, "samples": batch.num_samples,
+            "fvp_s": fvp_s, "fvp_floor_s": fvp_floor, "fvp_over_floor": fvp_s / fvp_floor,
+            "fvp_double_backprop_s": double_s, "fvp_speedup": double_s / fvp_s}
+
+
+def collection(quick: bool) -> dict:
+    """Steps/s of collect_episodes (8 envs, medium policy, 'pure' noise) vs a bare env.step loop
+    with precomputed random actions."""
+    steps = 3000 if quick else 20000
+    env = gym.make("Hopper-v5")
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, ACT)).astype(np.float32)
+
+    def raw():
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+
+    raw_rate = steps / best_time(raw, torch.device("cpu"), repeat=2)
+    policy, _ = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt")
+    vec_env = make_vector_env("Hopper-v5", 8)
+    low, high = vec_env.envs[0].action_space.low, vec_env.envs[0].action_space.high
+    act = gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high)
+    counted = {}
+
+    def collect():
+        paths = collect_episodes(vec_env, act, steps, 0, progress=False)
+        counted["n"] = sum(len(p["rewards"]) for p in paths)
+
+    seconds = best_time(collect, torch.device("cpu"), repeat=2)
+    rate = counted["n"] / seconds
+    return {"raw_steps_per_s": raw_rate, "collect_steps_per_s": rate,
+            "fraction_of_raw": rate / raw_rate}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def table(r: dict) -> str:
+    fit, samp, it, col = r["fitting"], r["sampling"], r["iteration"], r["collection"]
+    g = 1e9
+    rows = [
+        ["matmul peak (ensemble shapes)", f"{r['peak_flops'] / g:.1f} GFLOP/s", "", ""],
+        *[[f"ensemble fit, minibatch {b}: FLOP/s / peak",
+           f"{fit[b]['flops'] / g:.1f} GFLOP/s", f"{fit[b]['fraction_of_peak']:.2f}",
+           f">= {0.8 if b == 1000 else 0.6}"] for b in (1000, 256)],
+        *[[f"ensemble fit, minibatch {b}: speed-up over one member at a time",
+           f"{fit[b]['epoch_s']:.2f} s/epoch", f"{fit[b]['speedup_over_sequential']:.2f}x",
+           ""] for b in (1000, 256)],
+        [f"P-MDP sampling ({samp['samples']} samples): time / floor", f"{samp['ours_s']:.2f} s",
+         f"{samp['over_floor']:.2f}", "<= 1.5"],
+        ["P-MDP sampling: speed-up over the original's method", f"{samp['reference_s']:.2f} s",
+         f"{samp['speedup_over_reference']:.2f}x", ">= 3"],
+        *[[f"iteration part: {k}", f"{v:.3f} s", f"{v / it['iteration_s']:.0%}", ""]
+          for k, v in it["parts"].items()],
+        ["whole iteration: speed-up over the original's method", f"{it['iteration_s']:.2f} s",
+         f"{it['speedup_over_reference']:.2f}x", ">= 3 (CPU), >= 10 (GPU)"],
+        ["Fisher-vector product: time / floor", f"{it['fvp_s'] * 1e3:.1f} ms",
+         f"{it['fvp_over_floor']:.2f}", "<= 2"],
+        ["Fisher-vector product: speed-up over double backprop",
+         f"{it['fvp_double_backprop_s'] * 1e3:.1f} ms", f"{it['fvp_speedup']:.2f}x", ""],
+        ["collection: steps/s / raw env.step rate", f"{col['collect_steps_per_s']:.0f} steps/s",
+         f"{col['fraction_of_raw']:.2f}", ">= 0.7"],
+    ]
+    return tabulate(rows, headers=["measure", "value", "ratio", "target"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
+    p.add_argument("--output", default=None, help="JSON file (default bench/results_DEVICE.json)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda: CUDA is not available on this machine")
+    started = time.perf_counter()
+    peak = matmul_peak(device, args.quick)
+    print(f"matmul peak {peak['peak_flops'] / 1e9:.1f} GFLOP/s", flush=True)
+    fitting = ensemble_fitting(device, peak["peak_flops"], args.quick)
+    print("ensemble fitting done", flush=True)
+    sampling = pmdp_sampling(device, peak["peak_flops"], args.quick)
+    print("P-MDP sampling done", flush=True)
+    iteration = npg_iteration(device, peak["peak_flops"], sampling)
+    col = collection(args.quick)
+    for key in ("rollouts", "policy"):
+        sampling.pop(key)
+    results = {"peak_flops": peak["peak_flops"], "matmul": peak["by_shape"],
+               "fitting": fitting, "sampling": sampling, "iteration": iteration,
+               "collection": col, "device": str(device),
+               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                               else platform.processor() or platform.machine()),
+               "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "commit": git_commit(), "date": time.strftime("%Y-%m-%d"), "quick": args.quick,
+               "wall_s": time.perf_counter() - started}
+    print(table(results))
+    out = Path(args.output or ROOT / "bench" / f"results_{device.type}.json")
+    out.write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({results['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
