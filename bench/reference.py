@@ -44,9 +44,11 @@ def member_step(model: DynamicsEnsemble, net: nn.Sequential, e: int, s: torch.Te
 
 @torch.no_grad()
 def reference_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tensor,
-                       horizon: int, generator: torch.Generator) -> tuple[int, torch.Tensor]:
-    """Roll starts [N, obs_dim] through each member separately for `horizon` steps, then the
-    per-path disagreement [E * N, horizon]. Returns (samples, disagreement)."""
+                       horizon: int, generator: torch.Generator
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Roll starts [N, obs_dim] through each member separately for `horizon` steps (member-major,
+    like pmdp_rollouts), then the per-path disagreement. Returns (observations [E * N, horizon,
+    obs_dim], disagreement [E * N, horizon])."""
     nets = [member_network(model, e) for e in range(model.num_models)]
     std = torch.exp(policy.log_std)
     paths = []
@@ -64,7 +66,7 @@ def reference_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, starts: tor
     for obs, acts in paths:  # the original: every member on each path, afterwards
         preds = torch.stack([member_step(model, net, e, obs, acts) for e, net in enumerate(nets)])
         disagreement.append(max_pairwise_distance(preds))
-    return len(paths) * horizon, torch.stack(disagreement)
+    return torch.stack([obs for obs, _ in paths]), torch.stack(disagreement)
 
 
 def double_backprop_fvp(policy: GaussianMLP, obs: torch.Tensor,

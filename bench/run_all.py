@@ -152,7 +152,7 @@ def pmdp_sampling(device: torch.device, peak: float, quick: bool) -> dict:
                                                  torch.Generator().manual_seed(0)), device,
                       repeat=1)
     rollouts = ours()
-    samples = rollouts.batch.num_samples
+    samples = rollouts.batch.num_samples  # = E * N * horizon, the reference's count
     live = MEMBERS * n_start
     per_step = (MEMBERS * live * mlp_flops((OBS + ACT, HIDDEN, HIDDEN, OBS))
                 + live * mlp_flops((OBS, *policy.hidden_sizes, ACT)))
@@ -240,7 +240,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def table(r: dict) -> str:
+def table(r: dict, tablefmt: str = "simple") -> str:
     fit, samp, it, col = r["fitting"], r["sampling"], r["iteration"], r["collection"]
     g = 1e9
     rows = [
@@ -266,7 +266,7 @@ def table(r: dict) -> str:
         ["collection: steps/s / raw env.step rate", f"{col['collect_steps_per_s']:.0f} steps/s",
          f"{col['fraction_of_raw']:.2f}", ">= 0.7"],
     ]
-    return tabulate(rows, headers=["measure", "value", "ratio", "target"])
+    return tabulate(rows, headers=["measure", "value", "ratio", "target"], tablefmt=tablefmt)
 
 
 def main() -> None:
@@ -274,6 +274,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
     p.add_argument("--output", default=None, help="JSON file (default bench/results_DEVICE.json)")
+    p.add_argument("--markdown", default=None,
+                   help="also write the table as Markdown (with device, date, commit) here")
     args = p.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -301,6 +303,13 @@ def main() -> None:
     out = Path(args.output or ROOT / "bench" / f"results_{device.type}.json")
     out.write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     print(f"wrote {out} ({results['wall_s']:.0f} s)")
+    if args.markdown:
+        header = (f"{results['date']}, {results['device_name']} ({results['device']}, "
+                  f"{results['threads']} threads), torch {results['torch']}, commit "
+                  f"{results['commit']}, {results['wall_s']:.0f} s\n\n")
+        Path(args.markdown).write_text(header + table(results, "github") + "\n",
+                                       encoding="utf-8")
+        print(f"wrote {args.markdown}")
 
 
 if __name__ == "__main__":
