@@ -67,7 +67,7 @@ def fisher_vector_product_fn(policy: GaussianMLP, obs: torch.Tensor,
     @torch.no_grad()
     def fvp(v: torch.Tensor) -> torch.Tensor:
         tangents = [t.view(s) for t, s in zip(torch.split(v[k:], sizes), shapes)]
-        jtu = vjp(jvp(tangents) * weight)
+        jtu = vjp(jvp(tangents).mul_(weight))
         return torch.cat([log_std_block * v[:k], *(g.reshape(-1) for g in jtu)]) + damping * v
 
     return fvp

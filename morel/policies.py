@@ -73,16 +73,17 @@ class GaussianMLP(nn.Module):
             h.append(torch.tanh(layer(h[-1])))
         slopes = [1 - x**2 for x in h[1:]]  # tanh' at each hidden layer
 
+        # in-place updates where possible: at these shapes the elementwise passes over [N, hidden]
+        # cost as much as the matmuls
         def jvp(v: list[torch.Tensor]) -> torch.Tensor:
             dh = None
             for i, layer in enumerate(self.layers):
-                dw, db = v[2 * i], v[2 * i + 1]
-                dz = torch.addmm(db, h[i], dw.T)
+                dz = torch.addmm(v[2 * i + 1], h[i], v[2 * i].T)  # db + h dW^T
                 if dh is not None:
-                    dz = torch.addmm(dz, dh, layer.weight.T)
+                    dz.addmm_(dh, layer.weight.T)  # + dh W^T
                 if i < len(slopes):
-                    dh = slopes[i] * dz
-            return dz * self.out_scale
+                    dh = dz.mul_(slopes[i])
+            return dz.mul_(self.out_scale)
 
         def vjp(u: torch.Tensor) -> list[torch.Tensor]:
             grads: list[torch.Tensor] = []
@@ -90,7 +91,7 @@ class GaussianMLP(nn.Module):
             for i in range(len(self.layers) - 1, -1, -1):
                 grads[:0] = [g.T @ h[i], g.sum(0)]
                 if i > 0:
-                    g = (g @ self.layers[i].weight) * slopes[i - 1]
+                    g = torch.mm(g, self.layers[i].weight).mul_(slopes[i - 1])
             return grads
 
         return jvp, vjp
