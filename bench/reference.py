@@ -4,7 +4,8 @@ P-MDP sampling: the original rolls each ensemble member's share of the start sta
 member alone (one small forward per member per step), and then, path by path, runs every member
 on the path's (s, a) sequence to compute the disagreement afterwards. Same maths as
 `morel.pmdp.pmdp_rollouts` without halting. Fisher-vector products: mjrl's double backprop of the
-mean KL, the same matrix as `morel.npg.fisher_vector_product_fn`.
+mean KL, the same matrix as `morel.npg.fisher_vector_product_fn`. Evaluation: one env, one
+episode after another, the policy called on one observation per step (mjrl's evaluation loop).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from morel.dynamics import DynamicsEnsemble, max_pairwise_distance
+from morel.envs import make_env
 from morel.npg import flat_grad, mean_kl
 from morel.policies import GaussianMLP
 
@@ -79,3 +81,18 @@ def double_backprop_fvp(policy: GaussianMLP, obs: torch.Tensor,
         return flat_grad(kl_grad @ v, params, retain_graph=True) + damping * v
 
     return fvp
+
+
+def sequential_returns(env_id: str, policy: GaussianMLP, episodes: int, seed: int) -> list[float]:
+    """Mean-action returns of `episodes` episodes run one after another in one env."""
+    env = make_env(env_id)
+    returns = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs, deterministic=True)[0])
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    return returns
