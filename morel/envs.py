@@ -4,7 +4,7 @@
 times and sums the rewards, stopping early at termination; the horizon is
 `max_episode_steps // act_repeat` agent steps; every observation, including the one from
 `reset`, is multiplied by `obs_mask` (the original forgot the reset observation).
-`make_vector_env` batches several of them with gymnasium.vector for collection and evaluation.
+`make_vector_env` batches several of them (`EnvBatch`) for collection and evaluation.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from morel.errors import MorelError
 
@@ -131,15 +130,41 @@ def make_env(env: EnvSource, act_repeat: int = 1, obs_mask: Sequence[float] | No
     return MorelEnv(inner, act_repeat=act_repeat, obs_mask=obs_mask)
 
 
-def make_vector_env(env: EnvSource, num_envs: int, act_repeat: int = 1,
-                    obs_mask: Sequence[float] | None = None) -> SyncVectorEnv:
-    """`num_envs` MorelEnvs batched in a gymnasium SyncVectorEnv.
+class EnvBatch:
+    """`num_envs` MorelEnvs stepped one after another, with same-step autoreset: a finished env's
+    `step` returns the first observation of its next episode (reset without a seed, so it
+    continues the env's own random stream). The semantics of gymnasium's SyncVectorEnv in
+    AutoresetMode.SAME_STEP (tests check they give the same numbers), without its per-step info
+    dictionaries and copies: collection runs closer to the bare env.step rate."""
 
-    Autoreset happens in the same step: a finished env's `step` returns the first observation of
-    its next episode, and the finished episode's last observation is in `info['final_obs']`.
-    `reset(seed=s)` seeds env i with s + i.
-    """
+    def __init__(self, envs: list[MorelEnv]):
+        self.envs = envs
+        self.num_envs = len(envs)
+        self._obs = np.zeros((self.num_envs, envs[0].obs_dim))
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
+        """Reset every env (env i with seed + i); observations [num_envs, obs_dim]."""
+        for i, env in enumerate(self.envs):
+            self._obs[i] = env.reset(seed=None if seed is None else seed + i)[0]
+        return self._obs.copy(), {}
+
+    def step(self, actions: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step env i with actions[i]; (observations, rewards, terminated, truncated, {})."""
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, bool)
+        truncated = np.zeros(self.num_envs, bool)
+        for i, env in enumerate(self.envs):
+            obs, rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            if terminated[i] or truncated[i]:
+                obs, _ = env.reset()
+            self._obs[i] = obs
+        return self._obs.copy(), rewards, terminated, truncated, {}
+
+
+def make_vector_env(env: EnvSource, num_envs: int, act_repeat: int = 1,
+                    obs_mask: Sequence[float] | None = None) -> EnvBatch:
+    """`num_envs` MorelEnvs in an EnvBatch; `reset(seed=s)` seeds env i with s + i."""
     if isinstance(env, str):
         check_env_id(env)
-    fns = [lambda: make_env(env, act_repeat, obs_mask) for _ in range(num_envs)]
-    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return EnvBatch([make_env(env, act_repeat, obs_mask) for _ in range(num_envs)])

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gymnasium.vector import SyncVectorEnv
 from tqdm import tqdm
 
+from morel.envs import EnvBatch
 from morel.errors import MorelError
 
 # obs [N, obs_dim] -> (mean [N, act_dim], std [N, act_dim])
@@ -93,7 +93,7 @@ def gaussian_action_fn(policy: GaussianFn, mode: ActionMode, low: np.ndarray,
     return act
 
 
-def collect_episodes(vec_env: SyncVectorEnv, act: ActionFn, num_samples: int, seed: int,
+def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int, seed: int,
                      progress: bool = True) -> list[dict[str, Any]]:
     """Roll whole episodes until at least `num_samples` steps are collected.
 
@@ -142,7 +142,7 @@ def collect_episodes(vec_env: SyncVectorEnv, act: ActionFn, num_samples: int, se
     return paths
 
 
-def episode_returns(vec_env: SyncVectorEnv, act: ActionFn, seed: int) -> np.ndarray:
+def episode_returns(vec_env: EnvBatch, act: ActionFn, seed: int) -> np.ndarray:
     """Run exactly one episode in each env of `vec_env`; undiscounted returns [num_envs].
 
     Env i is seeded with seed + i and the action noise (if any) with `seed`.

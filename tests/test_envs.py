@@ -114,3 +114,26 @@ def test_mujoco_warnings_are_shown_once(recwarn):
         envs.make_env("HalfCheetah-v5").reset(seed=0)
     mujoco_warnings = [w for w in recwarn if "MuJoCo:" in str(w.message)]
     assert len(mujoco_warnings) == len(envs._MUJOCO_WARNINGS_SEEN) >= 1
+
+
+def test_env_batch_equals_gymnasium_sync_vector_env():
+    """EnvBatch keeps SyncVectorEnv's same-step autoreset semantics: identical episodes."""
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    from morel.policies import GaussianMLP
+    from morel.sampling import ActionMode, collect_episodes, episode_returns, gaussian_action_fn
+
+    policy = GaussianMLP(11, 3, (8,), init_log_std=-0.5, seed=0)
+    mask = [1.0] * 5 + [0.02] * 6
+    ours = make_vector_env("Hopper-v5", 3, 2, mask)
+    theirs = SyncVectorEnv([lambda: make_env("Hopper-v5", 2, mask) for _ in range(3)],
+                           autoreset_mode=AutoresetMode.SAME_STEP)
+    low, high = ours.envs[0].action_space.low, ours.envs[0].action_space.high
+    act = gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high)
+    a, b = (collect_episodes(v, act, 600, seed=4, progress=False) for v in (ours, theirs))
+    assert len(a) == len(b) > 3
+    for p, q in zip(a, b):
+        assert p["terminated"] == q["terminated"]
+        for key in ("observations", "actions", "rewards"):
+            np.testing.assert_array_equal(p[key], q[key])
+    np.testing.assert_array_equal(episode_returns(ours, act, 9), episode_returns(theirs, act, 9))
