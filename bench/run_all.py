@@ -66,21 +66,6 @@ from morel.sampling import (  # noqa: E402
 OBS, ACT, HIDDEN, MEMBERS = 11, 3, 512, 4  # Hopper with the original's ensemble
 
 
-def best_time(fn: Callable[[], object], device: torch.device, repeat: int = 3) -> float:
-    """Seconds of one call of `fn`: the best of `repeat` timed calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def paired_best_times(fns: list[Callable[[], object]], device: torch.device,
                       rounds: int = 3) -> list[float]:
     """Best time of each of `fns`, timed in alternation (a, b, a, b, ...) after one warm-up each,
@@ -98,6 +83,11 @@ def paired_best_times(fns: list[Callable[[], object]], device: torch.device,
                 torch.cuda.synchronize(device)
             best[i] = min(best[i], time.perf_counter() - start)
     return best
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeat: int = 3) -> float:
+    """Seconds of one call of `fn`: the best of `repeat` timed calls after one warm-up."""
+    return paired_best_times([fn], device, repeat)[0]
 
 
 def mlp_flops(sizes: tuple[int, ...]) -> int:

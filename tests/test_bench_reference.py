@@ -1,5 +1,6 @@
 """The benchmark's reference (the original's per-member rollouts, disagreement afterwards) computes
-what pmdp_rollouts computes, so the speed ratios compare equal work."""
+what pmdp_rollouts computes, so the speed ratios compare equal work; and a --quick benchmark run
+writes every ratio (timings themselves are never asserted)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,21 @@ def test_reference_rollouts_equal_the_batched_ones():
                                            ours.batch.actions.reshape(-1, 2),
                                            obs.reshape(-1, 4))
     torch.testing.assert_close(disagreement.reshape(-1), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_quick_run_writes_every_ratio(tmp_path):
+    import json
+    import subprocess
+
+    out = tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick",
+                          "--output", str(out), "--markdown", str(tmp_path / "b.md")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(out.read_text())
+    ratios = [r["fitting"]["1000"]["fraction_of_peak"], r["fitting"]["256"]["fraction_of_peak"],
+              r["sampling"]["over_floor"], r["sampling"]["speedup_over_reference"],
+              r["iteration"]["speedup_over_reference"], r["iteration"]["fvp_over_floor"],
+              r["iteration"]["fvp_speedup"], r["collection"]["fraction_of_raw"]]
+    assert all(0 < x < 100 for x in ratios), ratios
+    assert "| measure" in (tmp_path / "b.md").read_text()
