@@ -21,20 +21,6 @@ from morel.npg import flat_grad, mean_kl
 from morel.policies import GaussianMLP
 
 
-def member_network(model: DynamicsEnsemble, e: int) -> nn.Sequential:
-    """Member e as an ordinary nn.Sequential (the original's per-model MLP)."""
-    layers: list[nn.Module] = []
-    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
-        linear = nn.Linear(w.shape[1], w.shape[2]).to(w.device)
-        with torch.no_grad():
-            linear.weight.copy_(w[e].T)
-            linear.bias.copy_(b[e, 0])
-        layers.append(linear)
-        if i < len(model.weights) - 1:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 def member_step(model: DynamicsEnsemble, net: nn.Sequential, e: int, s: torch.Tensor,
                 a: torch.Tensor) -> torch.Tensor:
     """Member e's next states for s [T, obs_dim], a [T, act_dim] (its own normalisation)."""
@@ -51,7 +37,7 @@ def reference_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, starts: tor
     """Roll starts [N, obs_dim] through each member separately for `horizon` steps (member-major,
     like pmdp_rollouts), then the per-path disagreement. Returns (observations [E * N, horizon,
     obs_dim], disagreement [E * N, horizon])."""
-    nets = [member_network(model, e) for e in range(model.num_models)]
+    nets = [model.member(e) for e in range(model.num_models)]
     std = torch.exp(policy.log_std)
     paths = []
     for e, net in enumerate(nets):  # the original: one member's paths at a time

@@ -49,6 +49,18 @@ class BatchedMLP(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
 
+    def member(self, e: int) -> nn.Sequential:
+        """Member e as an ordinary nn.Sequential of nn.Linear layers holding copies of its
+        weights (on the same device): the one-model-at-a-time form of the original."""
+        layers: list[nn.Module] = []
+        for w, b in zip(self.weights, self.biases):
+            linear = nn.Linear(w.shape[1], w.shape[2]).to(w.device)
+            with torch.no_grad():
+                linear.weight.copy_(w[e].T)
+                linear.bias.copy_(b[e, 0])
+            layers += [linear, nn.Tanh() if self.activation == "tanh" else nn.ReLU()]
+        return nn.Sequential(*layers[:-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inputs [E, N, in] -> outputs [E, N, out]; each member on its own slice."""
         act = ACTIVATIONS[self.activation]

@@ -3,8 +3,8 @@
 F = Hessian at theta_old of mean_s KL(pi_old(.|s) || pi_theta(.|s)), the Fisher information of the
 policy. mjrl computes F v by double backprop of the mean KL; we use the same matrix in closed form
 for the Gaussian policy (J^T diag(1/sigma^2) J and the log_std block, by explicit J v and J^T u
-products of the tanh MLP), plus
-damping * v, and solve F x = g by conjugate gradient started at x0 = g (as the original).
+products of the tanh MLP), plus damping * v, and solve F x = g by conjugate gradient started at
+x0 = g (as the original).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REWARDS, ROOT
+from conftest import REWARDS, ROOT, run_script
 
 from morel.config import load_config, override, write_config_json
 from morel.data import Dataset, load_dataset, save_dataset
@@ -33,15 +33,10 @@ HOPPER_REWARD = REWARDS / "gym_hopper.py"
 def hopper_data(tmp_path_factory) -> Path:
     """A small valid Hopper dataset (medium logging policy, obs_mask of the reward file)."""
     out = tmp_path_factory.mktemp("bad_inputs") / "hopper.pickle"
-    argv = ["collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
-            str(ROOT / "logging_policy" / "hopper_v5_medium.pt"), "--output", str(out),
-            "--size", "400", "--include", str(HOPPER_REWARD)]
-    saved = sys.argv
-    sys.argv = argv
-    try:
-        runpy.run_path(str(ROOT / "collect_dataset.py"), run_name="__main__")
-    finally:
-        sys.argv = saved
+    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
+                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", out,
+                      "--size", "400", "--include", HOPPER_REWARD)
+    assert made.returncode == 0, made.stderr
     return out
 
 

@@ -6,27 +6,14 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from morel.dynamics import DynamicsEnsemble, load_ensemble, save_ensemble
 from morel.errors import MorelError
 
 
-def single_member(model: DynamicsEnsemble, e: int) -> nn.Sequential:
-    """Member e as an ordinary nn.Sequential of nn.Linear layers with the same weights."""
-    layers: list[nn.Module] = []
-    for w, b in zip(model.weights, model.biases):
-        linear = nn.Linear(w.shape[1], w.shape[2])
-        with torch.no_grad():
-            linear.weight.copy_(w[e].T)
-            linear.bias.copy_(b[e, 0])
-        layers += [linear, nn.Tanh() if model.activation == "tanh" else nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
 def reference_predict(model: DynamicsEnsemble, e: int, s: torch.Tensor, a: torch.Tensor):
     """The original's single-model formula, in float64."""
-    net = single_member(model, e).double()
+    net = model.member(e).double()
     x = torch.cat([(s - model.s_shift[e]) / (model.s_scale[e] + 1e-8),
                    (a - model.a_shift[e]) / (model.a_scale[e] + 1e-8)], -1).double()
     delta = net(x) * (model.d_scale[e].double() + 1e-8) + model.d_shift[e].double()
