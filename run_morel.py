@@ -3,6 +3,7 @@ in it with NPG, and evaluate it in the real environment.
 
     python run_morel.py --config configs/hopper_v5_morel.txt --output runs/morel_hopper
     python run_morel.py --config configs/hopper_v5_morel.txt --output runs/morel_hopper --resume
+    python run_morel.py -c configs/hopper_v5_quick.txt -o runs/naive --set pessimism_coef=None
 
 The job directory gets job_data.json (resolved config + truncate_lim), models.pt (the ensemble),
 logs/log.pickle, logs/log.csv and logs/scores.png, iterations/policy_N.pt every save_freq
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from morel.config import load_config, override
+from morel.config import apply_assignments, load_config, override
 from morel.device import resolve_device
 from morel.errors import run_cli
 from morel.morel_run import run_morel
@@ -29,12 +30,14 @@ def main() -> None:
     p.add_argument("--device", default=None, help="override the config's device")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable), e.g. --set data_file=d.npz")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--force", action="store_true",
                    help="replace the run in --output (or resume despite a changed config)")
     args = p.parse_args()
-    cfg = override(load_config(args.config), device=args.device, seed=args.seed,
-                   num_iter=args.num_iter)
+    cfg = apply_assignments(load_config(args.config), args.set)
+    cfg = override(cfg, device=args.device, seed=args.seed, num_iter=args.num_iter)
     best = run_morel(cfg, Path(args.output), resolve_device(cfg.device), args.include,
                      args.resume, args.force)
     print(f"done: {args.output} (best score {best:.1f})")

@@ -8,6 +8,8 @@ Each iteration samples `num_samples` env steps (whole episodes, stochastic polic
 mean-action policy on `eval_rollouts` episodes. The job directory gets job_data.json, logs
 (pickle + csv + plots), iterations/policy_N.pt every `save_freq` iterations, best_policy.pt
 (best eval score) and policy_final.pt; iterations/checkpoint.pt makes the run resumable.
+With --save_samples every iteration's episodes are also kept as samples/iter_N.npz (raw
+observations), from which make_datasets.py builds medium-replay datasets.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from morel.agent import NPGAgent, NPGSettings, policy_from_config
 from morel.baselines import MLPBaseline
 from morel.config import load_config, override, write_config_json
+from morel.data import Dataset, save_dataset
 from morel.device import resolve_device
 from morel.envs import check_env_id, make_vector_env
 from morel.errors import run_cli
@@ -54,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--device", default=None, help="override the config's device")
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
+    p.add_argument("--save_samples", action="store_true",
+                   help="keep each iteration's episodes as JOB/samples/iter_N.npz")
     return p.parse_args()
 
 
@@ -70,6 +75,15 @@ def policy_meta(cfg: PolicyTrainConfig, obs_dim: int, iteration: int,
     return {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat, "obs_mask": [1.0] * obs_dim,
             "trained_by": "train_policy.py", "config": cfg.source, "seed": cfg.seed,
             "iteration": iteration, "eval_score": score}
+
+
+def save_samples(job: Path, it: int, paths: list[dict[str, Any]], cfg: PolicyTrainConfig,
+                 obs_dim: int) -> None:
+    """Keep iteration `it`'s stochastic episodes (sampled before its update) as an npz dataset."""
+    meta = {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat, "obs_mask": [1.0] * obs_dim,
+            "policy": f"train_policy.py iteration {it}", "mode": "pure", "seed": cfg.seed,
+            "iteration": it}
+    save_dataset(Dataset(paths, meta), job / "samples" / f"iter_{it}.npz", force=True)
 
 
 def main() -> None:
@@ -106,6 +120,8 @@ def main() -> None:
         seed = cfg.seed + it * cfg.num_envs
         paths = collect_episodes(vec_env, explore, cfg.num_samples, seed, progress=False)
         time_sampling = time.perf_counter() - t_start
+        if args.save_samples:
+            save_samples(job, it, paths, cfg, env0.obs_dim)
         batch = PathBatch.from_paths(paths, device)
         stats, rejection = agent.guarded_step(batch, torch.Generator().manual_seed(seed))
         if rejection:

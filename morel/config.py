@@ -349,7 +349,8 @@ def _build(cls: type, data: dict, lines: dict[str, int], src: str, prefix: str =
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in NOT_KEYS}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        where = f"{src} line {lines.get(prefix + key, '?')}"
+        line = lines.get(prefix + key)
+        where = f"{src} line {line}" if line else src
         if key not in fields:
             hint = HINTS.get(key)
             close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
@@ -416,3 +417,23 @@ def write_config_json(cfg: ConfigMethods, path: str | Path, **extra: Any) -> Non
     """Write the resolved config (plus computed values such as truncate_lim) as JSON."""
     payload = {**cfg.to_dict(), **extra}
     write_text_atomic(path, json.dumps(payload, indent=4) + "\n")
+
+
+def apply_assignments(cfg: Schema, assignments: list[str]) -> Schema:
+    """Apply `--set KEY=VALUE` overrides (VALUE a config literal, parsed like a config file:
+    `pessimism_coef=None`, `data_file='d.npz'`, `hidden_size=(64, 64)`)."""
+    if not assignments:
+        return cfg
+    changes: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set pessimism_coef=2.0")
+        text = value.strip()
+        try:
+            parsed, _ = parse_config_text(f"{{'v': {text}}}", source=f"--set {key}")
+        except ConfigError:
+            parsed = {"v": text}  # a bare word: a string (paths, names)
+        changes[key.strip()] = parsed["v"]
+    fresh = config_from_dict({**cfg.to_dict(), **changes}, source="--set", schema=type(cfg))
+    return dataclasses.replace(fresh, source=cfg.source)

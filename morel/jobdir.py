@@ -26,7 +26,7 @@ from morel.policies import GaussianMLP, save_policy
 from morel.torch_files import load_torch_file
 
 RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt",
-             "models.pt")
+             "models.pt", "samples")
 CHECKPOINT = Path("iterations") / "checkpoint.pt"
 # keys that may change between a run and its resumption
 RESUMABLE_CHANGES = {"num_iter", "save_freq", "device", "exp_notes"}

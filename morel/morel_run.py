@@ -139,6 +139,20 @@ def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> t
     return torch.cat(picks)
 
 
+def deployable_policy(policy: GaussianMLP, cfg: MorelConfig, obs_mask: np.ndarray,
+                      trained_by: str, iteration: int,
+                      score: float) -> tuple[GaussianMLP, dict[str, Any]]:
+    """A CPU copy of `policy` that takes raw observations (obs_mask folded in), and its
+    metadata."""
+    copy = GaussianMLP(policy.obs_dim, policy.act_dim, policy.hidden_sizes)
+    copy.load_state_dict({k: v.cpu() for k, v in policy.state_dict().items()})
+    copy.fold_obs_mask(obs_mask)
+    return copy, {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat,
+                  "obs_mask": [1.0] * policy.obs_dim, "trained_obs_mask": obs_mask.tolist(),
+                  "trained_by": trained_by, "config": cfg.source, "seed": cfg.seed,
+                  "iteration": iteration, "eval_score": score}
+
+
 def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
               resume: bool = False, force: bool = False, progress: bool = True) -> float:
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
@@ -196,14 +210,7 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     greedy = mean_action_fn(policy.mean_std)
 
     def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
-        """A CPU copy that takes raw observations (obs_mask folded in), and its metadata."""
-        copy = GaussianMLP(obs_dim, act_dim, policy.hidden_sizes)
-        copy.load_state_dict({k: v.cpu() for k, v in policy.state_dict().items()})
-        copy.fold_obs_mask(obs_mask)
-        return copy, {"env_name": cfg.env_name, "act_repeat": cfg.act_repeat,
-                      "obs_mask": [1.0] * obs_dim, "trained_obs_mask": obs_mask.tolist(),
-                      "trained_by": "run_morel.py", "config": cfg.source, "seed": cfg.seed,
-                      "iteration": iteration, "eval_score": score}
+        return deployable_policy(policy, cfg, obs_mask, "run_morel.py", iteration, score)
 
     bar = tqdm(range(start, cfg.num_iter), desc="MOReL", unit="iter", dynamic_ncols=True,
                initial=start, total=cfg.num_iter, disable=not progress)

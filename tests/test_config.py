@@ -18,6 +18,7 @@ from morel.config import (
     parse_config_text,
     write_config_json,
 )
+from morel.suite import load_suite
 
 ORIGINAL_CONFIGS = ["hopper_v5_morel", "hopper_v5_naive", "d4rl_hopper_medium"]
 
@@ -212,12 +213,34 @@ def test_shipped_npg_configs_parse(env):
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.txt")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path):
+def test_every_shipped_config_loads(path, monkeypatch):
+    from morel.sweep_grid import load_grid
     from morel.train_config import PolicyTrainConfig
 
+    monkeypatch.chdir(ROOT)
+    if path.name == "dataset_suite.txt":
+        assert len(load_suite(path).entries) == 14
+        return
+    if path.name.startswith("sweep_"):
+        assert {run.algo for run in load_grid(path)} == {"morel", "naive", "bc"}
+        return
     schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
     cfg = load_config(path, schema)
     assert cfg.env_name.endswith("-v5") and cfg.device in ("auto", "cpu")
     if schema is MorelConfig:
         assert cfg.data_file.startswith("datasets/")
         assert cfg.resolve_path("reward_file").is_file()
+
+
+@pytest.mark.parametrize("env", ["halfcheetah", "walker2d"])
+def test_full_configs_keep_the_quick_configs_choices_at_the_hopper_sizes(env):
+    """The full-size configs justify their per-env keys by the quick trials: keep them in step."""
+    full = load_config(ROOT / "configs" / f"{env}_v5_morel.txt")
+    quick = load_config(ROOT / "configs" / f"{env}_v5_quick.txt")
+    hopper = load_config(ROOT / "configs" / "hopper_v5_morel.txt")
+    per_env = ("env_name", "reward_file", "pessimism_coef", "gamma", "halt_terminates",
+               "act_repeat")
+    assert [getattr(full, k) for k in per_env] == [getattr(quick, k) for k in per_env]
+    sizes = ("hidden_size", "fit_mb_size", "fit_epochs", "num_iter", "update_paths", "horizon",
+             "npg_hp", "num_models")
+    assert [getattr(full, k) for k in sizes] == [getattr(hopper, k) for k in sizes]

@@ -1,0 +1,59 @@
+"""The behaviour-cloning baseline (run_bc.py): MOReL's `bc_init` policy alone, scored in the env.
+
+It loads the dataset exactly as run_morel.py does, clones it with the same settings and seed as
+MOReL's BC initialisation (so it is the policy a `bc_init` run starts from), and scores the
+mean-action policy on `episodes` real episodes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from morel.agent import policy_from_config
+from morel.bc import behavior_clone
+from morel.config import MorelConfig, write_config_json
+from morel.envs import check_env_id, make_env, make_vector_env
+from morel.jobdir import check_job_dir, clear_run_files
+from morel.logger import DataLog
+from morel.morel_run import deployable_policy, load_offline_data, load_reward
+from morel.policies import save_policy
+from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
+from morel.scores import normalized_score
+
+
+def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10,
+           include: str | None = None, force: bool = False, progress: bool = True) -> float:
+    """Clone the dataset into a policy, score it on `episodes` episodes, write the job directory
+    (job_data.json, logs/log.pickle + log.csv, policy_final.pt); returns the mean return."""
+    check_env_id(cfg.env_name)
+    probe = make_env(cfg.env_name, cfg.act_repeat)
+    obs_dim, act_dim = probe.obs_dim, probe.act_dim
+    reward = load_reward(cfg, include, obs_dim)
+    data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    old_run_files = check_job_dir(job, cfg.to_dict(), False, force)
+    start = time.perf_counter()
+    policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
+    bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
+                                         generator=torch.Generator().manual_seed(cfg.seed),
+                                         progress=progress)
+    eval_env = make_vector_env(cfg.env_name, episodes, cfg.act_repeat, data.obs_mask)
+    returns = episode_returns(eval_env, mean_action_fn(policy.mean_std),
+                              cfg.seed + EVAL_SEED_OFFSET)
+    score = float(np.mean(returns))
+    normalized = normalized_score(cfg.env_name, score)
+    clear_run_files(job, old_run_files)
+    log = DataLog()
+    log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
+                  "bc_loss_before": bc_before, "bc_loss_after": bc_after, "eval_score": score,
+                  "eval_score_std": float(np.std(returns)), "eval_episodes": episodes,
+                  **({} if normalized is None else {"eval_score_normalized": normalized}),
+                  "iter_time": time.perf_counter() - start})
+    write_config_json(cfg, job / "job_data.json", baseline="bc", bc_eval_episodes=episodes)
+    final, meta = deployable_policy(policy, cfg, data.obs_mask, "run_bc.py", 0, score)
+    save_policy(final, job / "policy_final.pt", meta)
+    log.save(job / "logs")
+    return score

@@ -1,0 +1,48 @@
+"""Roll a logging policy (or uniform random actions) out into a Dataset with its metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from morel.data import Dataset
+from morel.envs import check_env_id, make_vector_env
+from morel.errors import MorelError
+from morel.sampling import ActionMode, collect_episodes, gaussian_action_fn, uniform_action_fn
+
+
+def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", seed: int = 123,
+                    act_repeat: int = 1, obs_mask: np.ndarray | None = None, num_envs: int = 8,
+                    progress: bool = True) -> Dataset:
+    """Whole episodes, at least `size` steps, of `policy` (a policy file or 'random') on
+    `env_name`, observations multiplied by `obs_mask` [obs_dim] (None: raw)."""
+    check_env_id(env_name)
+    if size < 1 or num_envs < 1:
+        raise MorelError("--size and --num_envs must be >= 1")
+    action_mode = ActionMode.parse(mode)
+    vec_env = make_vector_env(env_name, num_envs, act_repeat, obs_mask)
+    env0 = vec_env.envs[0]
+    low, high = env0.action_space.low, env0.action_space.high
+    mask = np.ones(env0.obs_dim) if obs_mask is None else np.asarray(obs_mask, np.float64)
+    if policy == "random":
+        if action_mode.kind != "pure":
+            raise MorelError("--mode applies to a policy's Gaussian; --policy random is uniform")
+        act = uniform_action_fn(low, high)
+    else:
+        from morel.policies import load_policy
+
+        net, meta = load_policy(Path(policy))
+        if net.obs_dim != env0.obs_dim or net.act_dim != env0.act_dim:
+            raise MorelError(f"{policy}: policy is for obs/act dims {net.obs_dim}/"
+                             f"{net.act_dim}, env '{env_name}' has "
+                             f"{env0.obs_dim}/{env0.act_dim}")
+        # the policy takes observations masked by its own obs_mask (ones: raw observations)
+        to_policy = np.asarray(meta.get("obs_mask") or np.ones(env0.obs_dim)) / mask
+        act = gaussian_action_fn(lambda obs: net.mean_std(obs * to_policy), action_mode, low,
+                                 high)
+    paths = collect_episodes(vec_env, act, int(size), seed, progress=progress)
+    return Dataset(paths, meta={
+        "env_name": env_name, "act_repeat": act_repeat, "obs_mask": mask.tolist(),
+        "policy": str(policy), "mode": mode, "seed": seed, "num_envs": num_envs,
+    })

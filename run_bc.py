@@ -1,0 +1,47 @@
+"""Behaviour-cloning baseline: clone the config's dataset (MOReL's bc_init, same settings and
+seed) and score the mean-action policy on real episodes, without any model or NPG.
+
+    python run_bc.py --config configs/hopper_v5_quick.txt --output runs/bc_hopper
+    python run_bc.py -c configs/hopper_v5_quick.txt -o runs/bc_random \
+        --set data_file=datasets/suite/hopper-random.npz
+
+The job directory gets job_data.json (with 'baseline': 'bc'), logs/log.pickle and logs/log.csv
+(one row: bc_loss_before/after, eval_score and its std over the episodes, eval_score_normalized
+where D4RL has reference scores, rollout_score = the dataset's mean return) and policy_final.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from morel.bc_run import run_bc
+from morel.config import apply_assignments, load_config, override
+from morel.device import resolve_device
+from morel.errors import MorelError, run_cli
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", "-c", required=True, help="MOReL config file (configs/*.txt)")
+    p.add_argument("--output", "-o", required=True, help="job directory")
+    p.add_argument("--include", "-i", default=None,
+                   help="reward file (overrides the config's reward_file)")
+    p.add_argument("--episodes", type=int, default=10, help="real episodes to score on")
+    p.add_argument("--device", default=None, help="override the config's device")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable), e.g. --set data_file=d.npz")
+    p.add_argument("--force", action="store_true", help="replace the run in --output")
+    args = p.parse_args()
+    if args.episodes < 1:
+        raise MorelError("--episodes must be >= 1")
+    cfg = apply_assignments(load_config(args.config), args.set)
+    cfg = override(cfg, device=args.device, seed=args.seed)
+    score = run_bc(cfg, Path(args.output), resolve_device(cfg.device), args.episodes,
+                   args.include, args.force)
+    print(f"done: {args.output} (BC eval score {score:.1f})")
+
+
+if __name__ == "__main__":
+    run_cli(main)
