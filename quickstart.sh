@@ -16,7 +16,7 @@ setup() {
   if [ ! -f "$stamp" ]; then
     echo "installing into .venv (torch: $TORCH_SPEC) ..."
     .venv/bin/python -m pip install -q "$TORCH_SPEC"
-    .venv/bin/python -m pip install -q -e ".[test]"
+    .venv/bin/python -m pip install -q -e ".[test,ray]"
     rm -f .venv/.morel-installed-* && touch "$stamp"
   fi
 }

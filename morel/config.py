@@ -421,7 +421,8 @@ def write_config_json(cfg: ConfigMethods, path: str | Path, **extra: Any) -> Non
 
 def apply_assignments(cfg: Schema, assignments: list[str]) -> Schema:
     """Apply `--set KEY=VALUE` overrides (VALUE a config literal, parsed like a config file:
-    `pessimism_coef=None`, `data_file='d.npz'`, `hidden_size=(64, 64)`)."""
+    `pessimism_coef=None`, `data_file='d.npz'`, `hidden_size=(64, 64)`). A dict value replaces
+    the whole key: its absent sub-keys take their defaults."""
     if not assignments:
         return cfg
     changes: dict[str, Any] = {}

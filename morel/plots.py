@@ -73,3 +73,35 @@ def plot_log(log: Log, keys: Sequence[str], path: str | Path, title: str = "") -
 
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def plot_learning_curves(curves: dict[str, dict[str, list[np.ndarray]]],
+                         levels: dict[str, dict[str, float]], path: str | Path) -> None:
+    """One panel per dataset: each algo's eval-score curves ([iterations] per seed) as mean ±
+    std over seeds, and horizontal `levels` (e.g. behaviour return, BC score) as dashed lines."""
+    names = list(dict.fromkeys([*curves, *levels]))
+    cols = min(len(names), 4)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for algo, runs in curves.get(name, {}).items():
+            length = min(len(r) for r in runs)
+            stack = np.stack([r[:length] for r in runs])
+            mean, std = stack.mean(0), stack.std(0)
+            line, = ax.plot(np.arange(length), mean, lw=1.2, label=f"{algo} ({len(runs)})")
+            ax.fill_between(np.arange(length), mean - std, mean + std, alpha=0.2, lw=0,
+                            color=line.get_color())
+        for (label, value), style in zip(levels.get(name, {}).items(), ("--", ":", "-.")):
+            ax.axhline(value, ls=style, lw=1.0, color="0.3" if style == "--" else "C3",
+                       label=label)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle("eval_score: mean ± std over seeds (seeds in brackets)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

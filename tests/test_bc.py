@@ -1,11 +1,16 @@
-"""Behaviour cloning recovers a known policy's mean from its (noisy) actions."""
+"""Behaviour cloning recovers a known policy's mean from its (noisy) actions; run_bc.py's job."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
+from conftest import REWARDS, ROOT, read_job_log, run_script
 
 from morel.bc import bc_loss, behavior_clone
-from morel.policies import GaussianMLP
+from morel.envs import make_vector_env
+from morel.policies import GaussianMLP, load_policy
+from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
 
 
 def test_bc_fits_a_known_policy():
@@ -27,3 +32,29 @@ def test_bc_fits_a_known_policy():
     with torch.no_grad():
         assert bc_loss(student, held_out, teacher(held_out)) < 0.1 * before
     torch.testing.assert_close(student.log_std.detach(), log_std)  # no gradient to log_std
+
+
+def test_run_bc_job_scores_the_saved_policy_on_the_raw_env(tmp_path):
+    """run_bc.py: the logged score is the saved (mask-folded) policy's mean return on real
+    episodes, recomputed here in float64 from the file; BC lowered its loss."""
+    data = tmp_path / "d.npz"
+    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
+                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", data,
+                      "--size", "2000", "--include", REWARDS / "gym_hopper.py")
+    assert made.returncode == 0, made.stderr
+    job = tmp_path / "bc"
+    run = run_script("run_bc.py", "-c", ROOT / "configs" / "hopper_v5_quick.txt", "-o", job,
+                     "--set", f"data_file={data}", "--seed", "4", "--episodes", "3")
+    assert run.returncode == 0, run.stderr
+    log = read_job_log(job)
+    assert log["bc_loss_after"][0] < log["bc_loss_before"][0]
+    assert log["eval_episodes"] == [3] and log["dataset_samples"][0] >= 2000
+    policy, meta = load_policy(job / "policy_final.pt")
+    assert meta["trained_by"] == "run_bc.py" and meta["obs_mask"] == [1.0] * 11
+    env = make_vector_env("Hopper-v5", 3, 1)  # raw observations: the mask is folded in
+    returns = episode_returns(env, mean_action_fn(policy.double().mean_std),
+                              4 + EVAL_SEED_OFFSET)
+    assert log["eval_score"][0] == pytest.approx(float(np.mean(returns)), rel=1e-3)
+    again = run_script("run_bc.py", "-c", ROOT / "configs" / "hopper_v5_quick.txt", "-o", job,
+                       "--set", f"data_file={data}")
+    assert again.returncode == 2 and "already holds a run" in again.stderr

@@ -244,3 +244,21 @@ def test_full_configs_keep_the_quick_configs_choices_at_the_hopper_sizes(env):
     sizes = ("hidden_size", "fit_mb_size", "fit_epochs", "num_iter", "update_paths", "horizon",
              "npg_hp", "num_models")
     assert [getattr(full, k) for k in sizes] == [getattr(hopper, k) for k in sizes]
+
+
+def test_set_assignments_override_any_key_and_refuse_bad_ones():
+    from morel.config import apply_assignments
+
+    cfg = load_config(ROOT / "configs" / "hopper_v5_quick.txt")
+    sets = ["pessimism_coef=None", "data_file=d/x.npz", "hidden_size=(32, 16)",
+            "npg_hp={'FIM_invert_args': {'iters': 3}}"]  # a dict replaces the whole key
+    new = apply_assignments(cfg, sets)
+    assert new.pessimism_coef is None and new.data_file == "d/x.npz"
+    assert new.hidden_size == (32, 16) and new.npg_hp.FIM_invert_args.iters == 3
+    assert new.npg_hp.FIM_invert_args.damping == 1e-4  # absent sub-keys take their defaults
+    assert new.gamma == cfg.gamma and new.source == cfg.source
+    assert apply_assignments(cfg, []) is cfg
+    for bad, message in [("fit_lrr=1", "unknown key 'fit_lrr'"), ("gamma=fast", "expects float"),
+                         ("gamma", "expected KEY=VALUE"), ("=3", "expected KEY=VALUE")]:
+        with pytest.raises(ConfigError, match=message):
+            apply_assignments(cfg, [bad])

@@ -23,7 +23,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     config = root / "npg_tiny.txt"
     config.write_text(TINY)
-    full = run_script("train_policy.py", "--config", config, "--output", root / "full")
+    full = run_script("train_policy.py", "--config", config, "--output", root / "full",
+                      "--save_samples")
     killed_at = kill_at_first_checkpoint("train_policy.py", "--config", config, "--output",
                                          root / "killed", job=root / "killed")
     resumed = run_script("train_policy.py", "--config", config, "--output", root / "killed",
@@ -51,6 +52,22 @@ def test_job_directory_and_log(runs):
     assert "iteration 3" in full.stdout and "kl_dist" in full.stdout
     lines = (job / "logs" / "log.csv").read_text().splitlines()
     assert len(lines) == 5 and lines[0].startswith("iteration,eval_score,iter_time")
+
+
+def test_saved_samples_are_each_iterations_episodes(runs):
+    """--save_samples (the full run only) keeps every iteration's episodes and changes nothing
+    else: the killed-and-resumed run without it still equals the full run (next test)."""
+    from morel.data import load_dataset
+
+    root, _, _, _, _ = runs
+    log = read_job_log(root / "full")
+    for it in range(4):
+        data = load_dataset(root / "full" / "samples" / f"iter_{it}.npz")
+        assert data.meta["iteration"] == it and data.meta["obs_mask"] == [1.0] * 11
+        assert data.num_samples == log["num_samples"][it]
+        returns = [float(p["rewards"].sum()) for p in data.paths]
+        assert sum(returns) / len(returns) == pytest.approx(log["stoc_pol_mean"][it], rel=1e-5)
+    assert not (root / "killed" / "samples").exists()
 
 
 def test_killed_run_resumes_exactly_like_an_uninterrupted_run(runs):

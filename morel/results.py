@@ -1,0 +1,119 @@
+"""Aggregate a sweep's job directories into a results table and learning-curve plot.
+
+A run's score is the mean `eval_score` over its last 10% of iterations (at least one; BC runs
+have one row). Per (dataset, algo) the table gives mean ± std over seeds (population std) of
+the run scores, raw and D4RL-normalised, next to the dataset's mean episode return.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from morel.errors import MorelError
+from morel.logger import DataLog
+from morel.scores import normalized_score
+
+ALGO_ORDER = ("bc", "naive", "morel")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished run: its score and its eval_score curve [iterations]."""
+
+    dataset: str
+    algo: str
+    seed: int
+    env_name: str
+    behaviour_return: float
+    score: float
+    curve: np.ndarray
+
+
+def run_score(eval_scores: np.ndarray, last_frac: float = 0.1) -> float:
+    """Mean of the last `last_frac` of the finite scores (at least one)."""
+    finite = eval_scores[np.isfinite(eval_scores)]
+    if finite.size == 0:
+        return math.nan
+    return float(finite[-max(1, int(round(last_frac * finite.size))):].mean())
+
+
+def read_run(job: Path) -> RunResult | None:
+    """A finished run of OUTPUT_DIR/DATASET/ALGO_sSEED (None while it has no final policy)."""
+    if not (job / "policy_final.pt").is_file() or not (job / "logs" / "log.pickle").is_file():
+        return None
+    algo, _, seed = job.name.rpartition("_s")
+    if not algo or not seed.isdigit():
+        raise MorelError(f"{job}: not a sweep job name (ALGO_sSEED)")
+    log = DataLog.load(job / "logs").log
+    config = json.loads((job / "job_data.json").read_text(encoding="utf-8"))
+    curve = np.array([float(v) for v in log.get("eval_score", [])], dtype=np.float64)
+    return RunResult(job.parent.name, algo, int(seed), config["env_name"],
+                     float(log["rollout_score"][0]), run_score(curve), curve)
+
+
+def collect_results(sweep_dir: Path) -> list[RunResult]:
+    """Every finished run under `sweep_dir` (sorted by dataset, algo, seed)."""
+    if not sweep_dir.is_dir():
+        raise MorelError(f"{sweep_dir}: sweep output folder not found (run sweep.py first)")
+    results = [r for job in sorted(sweep_dir.glob("*/*_s*")) if job.is_dir()
+               for r in [read_run(job)] if r is not None]
+    if not results:
+        raise MorelError(f"{sweep_dir}: no finished runs (DATASET/ALGO_sSEED with "
+                         "policy_final.pt)")
+    return results
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.array(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std())
+
+
+def summary_rows(results: list[RunResult]) -> list[dict]:
+    """One row per (dataset, algo): mean/std over seeds, raw and normalised, and the seeds."""
+    rows = []
+    keys = sorted({(r.env_name, r.dataset) for r in results})
+    algos = sorted({r.algo for r in results},
+                   key=lambda a: (ALGO_ORDER.index(a) if a in ALGO_ORDER else len(ALGO_ORDER), a))
+    for env_name, dataset in keys:
+        for algo in algos:
+            runs = [r for r in results if r.dataset == dataset and r.algo == algo]
+            if not runs:
+                continue
+            mean, std = _mean_std([r.score for r in runs])
+            norm = [normalized_score(env_name, r.score) for r in runs]
+            n_mean, n_std = _mean_std(norm) if None not in norm else (math.nan, math.nan)
+            rows.append({"env": env_name, "dataset": dataset, "algo": algo,
+                         "behaviour_return": runs[0].behaviour_return, "seeds": len(runs),
+                         "seed_list": " ".join(str(r.seed) for r in runs), "score_mean": mean,
+                         "score_std": std, "normalized_mean": n_mean, "normalized_std": n_std})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Env x dataset rows; per algo 'mean ± std (normalised mean)' over the seeds."""
+    algos = list(dict.fromkeys(r["algo"] for r in rows))
+    names = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL"}
+    head = ["env", "dataset", "behaviour return"] + [names.get(a, a) for a in algos] + ["seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for env_name, dataset in dict.fromkeys((r["env"], r["dataset"]) for r in rows):
+        cells = {r["algo"]: r for r in rows if r["dataset"] == dataset}
+        first = next(iter(cells.values()))
+        behaviour = first["behaviour_return"]
+        b_norm = normalized_score(env_name, behaviour)
+        out = [env_name, dataset, f"{behaviour:.0f}" + ("" if b_norm is None else
+                                                        f" ({b_norm:.1f})")]
+        for algo in algos:
+            r = cells.get(algo)
+            if r is None:
+                out.append("")
+                continue
+            norm = "" if math.isnan(r["normalized_mean"]) else f" ({r['normalized_mean']:.1f})"
+            out.append(f"{r['score_mean']:.0f} ± {r['score_std']:.0f}{norm}")
+        out.append(" / ".join(str(cells[a]["seeds"]) if a in cells else "0" for a in algos))
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"

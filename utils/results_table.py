@@ -1,0 +1,58 @@
+"""Results table of a sweep: behaviour return, BC, naive MBRL and MOReL per env x dataset.
+
+    python utils/results_table.py --sweep runs/sweep_suite --plot assets/results_curves.png
+
+A run's score is the mean eval_score over its last 10% of iterations (BC: its one score over
+its evaluation episodes); a cell is mean ± std over seeds, with the D4RL-normalised mean in
+brackets. Writes SWEEP/results.csv (one row per dataset x algo, raw and normalised) and
+SWEEP/results.md (the Markdown table), prints the table, and draws the learning curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from morel.atomic import write_text_atomic  # noqa: E402
+from morel.errors import run_cli  # noqa: E402
+from morel.plots import plot_learning_curves  # noqa: E402
+from morel.results import collect_results, markdown_table, summary_rows  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sweep", default="runs/sweep_suite", help="sweep output folder")
+    p.add_argument("--plot", default=None, help="learning-curve PNG (default SWEEP/curves.png)")
+    args = p.parse_args()
+    sweep = Path(args.sweep)
+    results = collect_results(sweep)
+    rows = summary_rows(results)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(sweep / "results.csv", buffer.getvalue())
+    table = markdown_table(rows)
+    write_text_atomic(sweep / "results.md", table)
+    curves: dict = {}
+    levels: dict = {}
+    for r in results:
+        levels.setdefault(r.dataset, {"behaviour": r.behaviour_return})
+        if len(r.curve) > 1:
+            curves.setdefault(r.dataset, {}).setdefault(r.algo, []).append(r.curve)
+    for row in rows:
+        if row["algo"] == "bc":
+            levels[row["dataset"]]["BC"] = row["score_mean"]
+    plot = Path(args.plot) if args.plot else sweep / "curves.png"
+    plot_learning_curves(curves, levels, plot)
+    print(table)
+    print(f"{len(results)} runs; wrote {sweep / 'results.csv'}, {sweep / 'results.md'}, {plot}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
