@@ -9,7 +9,8 @@ Each run is its script as a subprocess (one CPU, OMP_NUM_THREADS=1, so every run
 exactly), writing its own job directory OUTPUT_DIR/DATASET/ALGO_sSEED and its output to
 ALGO_sSEED.log beside it. A failed run is retried (--retries, resumed from its checkpoint when
 it has one) and, if it still fails, reported with the end of its log; the sweep then exits 1.
-OUTPUT_DIR/sweep_status.json lists every run, its command and how it ended. Needs ray:
+OUTPUT_DIR/sweep_status.json lists every run, its command and how it ended (runs of an earlier
+sweep into the same folder are kept in it). Needs ray:
 `pip install -e .[ray]`. On a cluster every node must see the repository and OUTPUT_DIR at the
 same absolute paths (a shared filesystem).
 """
@@ -148,7 +149,9 @@ def main() -> None:
     finally:
         ray.shutdown()
     out = runs[0].job.parent.parent if runs else Path(".")
-    write_text_atomic(out / "sweep_status.json", json.dumps(status, indent=2) + "\n")
+    status_file = out / "sweep_status.json"
+    earlier = json.loads(status_file.read_text(encoding="utf-8")) if status_file.is_file() else {}
+    write_text_atomic(status_file, json.dumps({**earlier, **status}, indent=2) + "\n")
     failed = [name for name, s in status.items() if s["state"] == "failed"]
     print(f"{len(status) - len(failed)} of {len(status)} runs done; status in "
           f"{out / 'sweep_status.json'}")
