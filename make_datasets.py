@@ -83,6 +83,9 @@ def build_replay(suite: Suite, entry: SuiteEntry, mask: np.ndarray) -> Dataset:
     picked = [{**paths[i], "observations": (paths[i]["observations"] * mask).astype(np.float32)}
               for i in keep]
     total = int(sum(len(p["rewards"]) for p in paths))
+    if total < suite.size:
+        print(f"warning: {entry.name}: the replay run sampled only {total} steps in iterations "
+              f"0-{entry.last_iteration}, fewer than size {suite.size}; all are kept")
     return Dataset(picked, {"env_name": entry.env_name, "act_repeat": 1,
                             "obs_mask": mask.tolist(), "mode": "pure", "seed": suite.seed,
                             "policy": f"{entry.replay} iterations 0-{entry.last_iteration}",
