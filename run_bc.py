@@ -16,28 +16,20 @@ import argparse
 from pathlib import Path
 
 from morel.bc_run import run_bc
-from morel.config import apply_assignments, load_config, override
+from morel.cli import add_config_args, config_from_args
 from morel.device import resolve_device
 from morel.errors import MorelError, run_cli
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", "-c", required=True, help="MOReL config file (configs/*.txt)")
-    p.add_argument("--output", "-o", required=True, help="job directory")
-    p.add_argument("--include", "-i", default=None,
-                   help="reward file (overrides the config's reward_file)")
+    add_config_args(p)
     p.add_argument("--episodes", type=int, default=10, help="real episodes to score on")
-    p.add_argument("--device", default=None, help="override the config's device")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable), e.g. --set data_file=d.npz")
     p.add_argument("--force", action="store_true", help="replace the run in --output")
     args = p.parse_args()
     if args.episodes < 1:
         raise MorelError("--episodes must be >= 1")
-    cfg = apply_assignments(load_config(args.config), args.set)
-    cfg = override(cfg, device=args.device, seed=args.seed)
+    cfg = config_from_args(args)
     score = run_bc(cfg, Path(args.output), resolve_device(cfg.device), args.episodes,
                    args.include, args.force)
     print(f"done: {args.output} (BC eval score {score:.1f})")

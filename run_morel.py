@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from morel.config import apply_assignments, load_config, override
+from morel.cli import add_config_args, config_from_args
 from morel.device import resolve_device
 from morel.errors import run_cli
 from morel.morel_run import run_morel
@@ -23,21 +23,13 @@ from morel.morel_run import run_morel
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
-    p.add_argument("--output", "-o", required=True, help="job directory")
-    p.add_argument("--include", "-i", default=None,
-                   help="reward file (overrides the config's reward_file)")
-    p.add_argument("--device", default=None, help="override the config's device")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    add_config_args(p)
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable), e.g. --set data_file=d.npz")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--force", action="store_true",
                    help="replace the run in --output (or resume despite a changed config)")
     args = p.parse_args()
-    cfg = apply_assignments(load_config(args.config), args.set)
-    cfg = override(cfg, device=args.device, seed=args.seed, num_iter=args.num_iter)
+    cfg = config_from_args(args, num_iter=args.num_iter)
     best = run_morel(cfg, Path(args.output), resolve_device(cfg.device), args.include,
                      args.resume, args.force)
     print(f"done: {args.output} (best score {best:.1f})")

@@ -8,7 +8,7 @@
 Each run is its script as a subprocess (one CPU, OMP_NUM_THREADS=1, so every run repeats
 exactly), writing its own job directory OUTPUT_DIR/DATASET/ALGO_sSEED and its output to
 ALGO_sSEED.log beside it. A failed run is retried (--retries, resumed from its checkpoint when
-it has one) and, if it still fails, reported with the end of its log; the sweep then exits 1.
+it has one) and, if it still fails, reported with the end of its log; the sweep then exits 2.
 OUTPUT_DIR/sweep_status.json lists every run, its command and how it ended (runs of an earlier
 sweep into the same folder are kept in it). Needs ray:
 `pip install -e .[ray]`. On a cluster every node must see the repository and OUTPUT_DIR at the

@@ -64,6 +64,11 @@ def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) 
     return existing
 
 
+def run_finished(job: Path) -> bool:
+    """A run_morel.py / run_bc.py job that ran to its end: final policy and log written."""
+    return (job / "policy_final.pt").is_file() and (job / "logs" / "log.pickle").is_file()
+
+
 def clear_run_files(job: Path, names: list[str]) -> None:
     """Remove the named run files of `job` (after check_job_dir) and make sure it exists."""
     for name in names:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from morel.errors import MorelError
+from morel.jobdir import run_finished
 from morel.logger import DataLog
 from morel.scores import normalized_score
 
@@ -44,7 +45,7 @@ def run_score(eval_scores: np.ndarray, last_frac: float = 0.1) -> float:
 
 def read_run(job: Path) -> RunResult | None:
     """A finished run of OUTPUT_DIR/DATASET/ALGO_sSEED (None while it has no final policy)."""
-    if not (job / "policy_final.pt").is_file() or not (job / "logs" / "log.pickle").is_file():
+    if not run_finished(job):
         return None
     algo, _, seed = job.name.rpartition("_s")
     if not algo or not seed.isdigit():

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from morel.config import ConfigError, parse_config_text
+from morel.jobdir import run_finished
 from morel.suite import load_suite
 
 GRID_KEYS = {"output_dir", "suite", "datasets", "base_configs", "seeds", "algos"}
@@ -53,8 +54,7 @@ class SweepRun:
         return self.job.with_name(self.job.name + ".log")
 
     def finished(self) -> bool:
-        return ((self.job / "policy_final.pt").is_file()
-                and (self.job / "logs" / "log.pickle").is_file())
+        return run_finished(self.job)
 
     def resumable(self) -> bool:
         checkpoint = self.job / "iterations" / "checkpoint.pt"

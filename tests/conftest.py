@@ -42,6 +42,16 @@ def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.C
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=600)
 
 
+def collect_hopper_medium(out: Path, size: int) -> Path:
+    """A Hopper dataset of at least `size` steps from the shipped medium logging policy,
+    observations masked by the Hopper reward file (collect_dataset.py as a user runs it)."""
+    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
+                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", out,
+                      "--size", str(size), "--include", REWARDS / "gym_hopper.py")
+    assert made.returncode == 0, made.stderr
+    return out
+
+
 @pytest.fixture
 def hopper_reward_file() -> Path:
     return REWARDS / "gym_hopper.py"

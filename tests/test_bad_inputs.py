@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REWARDS, ROOT, run_script
+from conftest import REWARDS, ROOT, collect_hopper_medium
 
 from morel.config import load_config, override, write_config_json
 from morel.data import Dataset, load_dataset, save_dataset
@@ -32,12 +32,7 @@ HOPPER_REWARD = REWARDS / "gym_hopper.py"
 @pytest.fixture(scope="module")
 def hopper_data(tmp_path_factory) -> Path:
     """A small valid Hopper dataset (medium logging policy, obs_mask of the reward file)."""
-    out = tmp_path_factory.mktemp("bad_inputs") / "hopper.pickle"
-    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
-                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", out,
-                      "--size", "400", "--include", HOPPER_REWARD)
-    assert made.returncode == 0, made.stderr
-    return out
+    return collect_hopper_medium(tmp_path_factory.mktemp("bad_inputs") / "hopper.pickle", 400)
 
 
 def write_config(folder: Path, data: Path, env: str = "Hopper-v5", model: str = "None",

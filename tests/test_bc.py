@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import REWARDS, ROOT, read_job_log, run_script
+from conftest import ROOT, collect_hopper_medium, read_job_log, run_script
 
 from morel.bc import bc_loss, behavior_clone
 from morel.envs import make_vector_env
@@ -37,11 +37,7 @@ def test_bc_fits_a_known_policy():
 def test_run_bc_job_scores_the_saved_policy_on_the_raw_env(tmp_path):
     """run_bc.py: the logged score is the saved (mask-folded) policy's mean return on real
     episodes, recomputed here in float64 from the file; BC lowered its loss."""
-    data = tmp_path / "d.npz"
-    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
-                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", data,
-                      "--size", "2000", "--include", REWARDS / "gym_hopper.py")
-    assert made.returncode == 0, made.stderr
+    data = collect_hopper_medium(tmp_path / "d.npz", 2000)
     job = tmp_path / "bc"
     run = run_script("run_bc.py", "-c", ROOT / "configs" / "hopper_v5_quick.txt", "-o", job,
                      "--set", f"data_file={data}", "--seed", "4", "--episodes", "3")

@@ -9,7 +9,14 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT, assert_same_run, kill_at_first_checkpoint, read_job_log, run_script
+from conftest import (
+    ROOT,
+    assert_same_run,
+    collect_hopper_medium,
+    kill_at_first_checkpoint,
+    read_job_log,
+    run_script,
+)
 
 from morel.dynamics import load_ensemble
 from morel.policies import load_policy
@@ -29,11 +36,7 @@ TIMING = {"iter_time", "time_sampling", "time_vpg", "time_npg", "time_VF", "time
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("morel")
-    data = root / "hopper.pickle"
-    made = run_script("collect_dataset.py", "--env_name", "Hopper-v5", "--policy",
-                      ROOT / "logging_policy" / "hopper_v5_medium.pt", "--output", data,
-                      "--size", "3000", "--include", ROOT / "utils/reward_functions/gym_hopper.py")
-    assert made.returncode == 0, made.stderr
+    data = collect_hopper_medium(root / "hopper.pickle", 3000)
     config = root / "tiny.txt"
     config.write_text(CONFIG.format(data=data, extra=""))
     full = run_script("run_morel.py", "--config", config, "--output", root / "full")
