@@ -8,7 +8,7 @@ Each dataset is written as OUTPUT_DIR/NAME.npz (observations masked by its env's
 dataset needs the samples of a train_policy.py run: when they are missing the run is made
 (`train_policy.py --save_samples`, a few to 20 minutes on 2 cores). A table of every dataset
 (samples, episodes, return mean and std, D4RL-normalised mean) is printed and written to
-OUTPUT_DIR/summary.md.
+OUTPUT_DIR/summary.md (and, with --readme README.md, into its `<!-- dataset-suite -->` block).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from morel.collect import collect_dataset
 from morel.data import Dataset, load_dataset, save_dataset, summarize
 from morel.errors import MorelError, run_cli
+from morel.marked_block import check_marked_block, replace_marked_block
 from morel.reward_files import load_reward_file
 from morel.scores import normalized_score
 from morel.suite import Suite, SuiteEntry, load_suite
@@ -36,6 +37,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--suite", default="configs/dataset_suite.txt", help="suite file")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="build these only")
     p.add_argument("--force", action="store_true", help="rebuild datasets that exist")
+    p.add_argument("--readme", default=None,
+                   help="Markdown file whose <!-- dataset-suite --> block gets the table")
     return p.parse_args()
 
 
@@ -115,6 +118,8 @@ def main() -> None:
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
         raise MorelError(f"--only: {unknown} not in {args.suite} (it has {', '.join(names)})")
+    if args.readme:
+        check_marked_block(args.readme, "dataset-suite")
     chosen = [e for e in suite.entries if args.only is None or e.name in args.only]
     for entry in chosen:
         out = suite.path(entry)
@@ -133,6 +138,8 @@ def main() -> None:
         print(f"{entry.name}: {summarize(dataset).table()} ({time.time() - start:.0f} s)")
     table = summary_table(suite, [e for e in suite.entries if suite.path(e).exists()])
     (suite.output_dir / "summary.md").write_text(table, encoding="utf-8")
+    if args.readme:
+        replace_marked_block(args.readme, "dataset-suite", table)
     print(table)
 
 

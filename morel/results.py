@@ -19,7 +19,8 @@ from morel.jobdir import run_finished
 from morel.logger import DataLog
 from morel.scores import normalized_score
 
-ALGO_ORDER = ("bc", "naive", "morel")
+ALGO_ORDER = ("bc", "naive", "morel", "morel_lowstd")
+ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL", "morel_lowstd": "MOReL, low std"}
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def summary_rows(results: list[RunResult]) -> list[dict]:
 def markdown_table(rows: list[dict]) -> str:
     """Env x dataset rows; per algo 'mean ± std (normalised mean)' over the seeds."""
     algos = list(dict.fromkeys(r["algo"] for r in rows))
-    names = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL"}
-    head = ["env", "dataset", "behaviour return"] + [names.get(a, a) for a in algos] + ["seeds"]
+    head = ["env", "dataset", "behaviour return"] + [ALGO_NAMES.get(a, a) for a in algos]
+    head.append("seeds")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for env_name, dataset in dict.fromkeys((r["env"], r["dataset"]) for r in rows):
         cells = {r["algo"]: r for r in rows if r["dataset"] == dataset}

@@ -71,8 +71,12 @@ def test_suite_builds_parts_and_replay(tmp_path):
     assert replay.meta["replay_samples"] == sum(len(p["rewards"]) for p in raw[0] + raw[1])
     table = (out / "summary.md").read_text()
     assert "| hopper-mixed | Hopper-v5 |" in table and "hopper-medium-replay" in table
-    again = run_script("make_datasets.py", "--suite", suite_file, "--only", "hopper-random")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- dataset-suite -->\n<!-- /dataset-suite -->\n")
+    again = run_script("make_datasets.py", "--suite", suite_file, "--only", "hopper-random",
+                       "--readme", readme)
     assert again.returncode == 0 and "exists, skipped" in again.stdout
+    assert readme.read_text() == f"<!-- dataset-suite -->\n{table}<!-- /dataset-suite -->\n"
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -92,3 +96,12 @@ def test_unknown_only_name_is_a_one_line_error(tmp_path):
     made = run_script("make_datasets.py", "--suite", _write_suite(tmp_path), "--only", "nope")
     assert made.returncode == 2 and made.stderr.startswith("error: --only: ['nope']")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_readme_without_the_block_is_refused_before_any_build(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no table here\n")
+    made = run_script("make_datasets.py", "--suite", _write_suite(tmp_path), "--readme", readme)
+    assert made.returncode == 2
+    assert "README.md: needs exactly one '<!-- dataset-suite -->'" in made.stderr
+    assert not (tmp_path / "out").exists() and readme.read_text() == "# no table here\n"

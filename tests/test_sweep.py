@@ -83,8 +83,10 @@ def test_existing_runs_are_kept_and_resume_reruns_only_failures(sweep):
 
 def test_results_table_from_the_sweep(sweep):
     root, _ = sweep
+    readme = root / "README.md"
+    readme.write_text("# Results\n<!-- results -->\nold table\n<!-- /results -->\nend\n")
     made = run_script("utils/results_table.py", "--sweep", root / "out", "--plot",
-                      root / "curves.png")
+                      root / "curves.png", "--readme", readme)
     assert made.returncode == 0, made.stderr
     assert (root / "curves.png").stat().st_size > 1000
     rows = {r["algo"]: r for r in csv.DictReader(open(root / "out" / "results.csv"))}
@@ -98,6 +100,7 @@ def test_results_table_from_the_sweep(sweep):
     table = (root / "out" / "results.md").read_text()
     assert table.splitlines()[0] == "| env | dataset | behaviour return | BC | MOReL | seeds |"
     assert table.splitlines()[2].startswith("| Hopper-v5 | hopper-tiny | ")
+    assert readme.read_text() == f"# Results\n<!-- results -->\n{table}<!-- /results -->\nend\n"
 
 
 def test_without_ray_sweep_says_how_to_install_it(monkeypatch):

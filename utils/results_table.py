@@ -1,11 +1,13 @@
 """Results table of a sweep: behaviour return, BC, naive MBRL and MOReL per env x dataset.
 
-    python utils/results_table.py --sweep runs/sweep_suite --plot assets/results_curves.png
+    python utils/results_table.py --sweep runs/sweep_suite --plot assets/results_curves.png \
+        --readme README.md
 
 A run's score is the mean eval_score over its last 10% of iterations (BC: its one score over
 its evaluation episodes); a cell is mean ± std over seeds, with the D4RL-normalised mean in
 brackets. Writes SWEEP/results.csv (one row per dataset x algo, raw and normalised) and
-SWEEP/results.md (the Markdown table), prints the table, and draws the learning curves.
+SWEEP/results.md (the Markdown table), prints the table, and draws the learning curves; with
+--readme, the table also replaces the `<!-- results -->` block of that Markdown file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from morel.atomic import write_text_atomic  # noqa: E402
 from morel.errors import run_cli  # noqa: E402
+from morel.marked_block import check_marked_block, replace_marked_block  # noqa: E402
 from morel.plots import plot_learning_curves  # noqa: E402
 from morel.results import collect_results, markdown_table, summary_rows  # noqa: E402
 
@@ -28,7 +31,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sweep", default="runs/sweep_suite", help="sweep output folder")
     p.add_argument("--plot", default=None, help="learning-curve PNG (default SWEEP/curves.png)")
+    p.add_argument("--readme", default=None,
+                   help="Markdown file whose <!-- results --> block gets the table")
     args = p.parse_args()
+    if args.readme:
+        check_marked_block(args.readme, "results")
     sweep = Path(args.sweep)
     results = collect_results(sweep)
     rows = summary_rows(results)
@@ -50,6 +57,8 @@ def main() -> None:
             levels[row["dataset"]]["BC"] = row["score_mean"]
     plot = Path(args.plot) if args.plot else sweep / "curves.png"
     plot_learning_curves(curves, levels, plot)
+    if args.readme:
+        replace_marked_block(args.readme, "results", table)
     print(table)
     print(f"{len(results)} runs; wrote {sweep / 'results.csv'}, {sweep / 'results.md'}, {plot}")
 
