@@ -2,6 +2,7 @@
 
 As the original: MSE between the policy mean and the action, Adam (lr 1e-3), `epochs` epochs of
 int(M / batch_size) minibatches each drawn WITH replacement; log_std gets no gradient.
+`match_residual_std` (our option `bc_init_std`) then sets log_std to the data's spread.
 """
 
 from __future__ import annotations
@@ -41,3 +42,16 @@ def behavior_clone(policy: GaussianMLP, observations: torch.Tensor, actions: tor
             bar.set_postfix(loss=f"{loss.item():.4g}")
     policy.clamp_log_std()
     return before, bc_loss(policy, observations, actions)
+
+
+def match_residual_std(policy: GaussianMLP, observations: torch.Tensor,
+                       actions: torch.Tensor) -> torch.Tensor:
+    """Set the policy's log_std [act_dim] to the maximum-likelihood value for its cloned mean:
+    the log of the root mean square, per action dimension, of actions - mean(observations)
+    (float64), clamped to the policy's bounds; returns the std [act_dim]."""
+    with torch.no_grad():
+        residual = actions.double() - policy(observations).double()
+        std = residual.square().mean(dim=0).sqrt().clamp_min(1e-12)
+        policy.log_std.copy_(std.log().to(policy.log_std.dtype))
+        policy.clamp_log_std()
+        return policy.log_std.exp()

@@ -154,6 +154,11 @@ class MorelConfig(CommonKeys):
     )
     model_file: str | None = field(default=None, metadata=_doc("fitted ensemble to load"))
     bc_init: bool = field(default=False, metadata=_doc("behaviour-cloning init of the policy"))
+    bc_init_std: bool = field(
+        default=False,
+        metadata=_doc("with bc_init: start the policy std at the dataset's per-dimension action "
+                      "spread around the cloned mean (ours; False: init_log_std)"),
+    )
     pessimism_coef: float | None = field(
         default=None,
         metadata=_doc("threshold = max dataset disagreement / this; None or 0: no halting",

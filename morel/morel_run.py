@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from morel.agent import NPGAgent, NPGSettings, policy_from_config
 from morel.baselines import MLPBaseline
-from morel.bc import behavior_clone
-from morel.config import MorelConfig, write_config_json
+from morel.bc import behavior_clone, match_residual_std
+from morel.config import ConfigError, MorelConfig, write_config_json
 from morel.data import load_dataset, transitions
 from morel.dynamics import load_ensemble, save_ensemble
 from morel.ensemble_fit import (
@@ -157,6 +157,8 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
               resume: bool = False, force: bool = False, progress: bool = True) -> float:
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
     check_env_id(cfg.env_name)
+    if cfg.bc_init_std and not cfg.bc_init:
+        raise ConfigError(f"{cfg.source or 'config'}: 'bc_init_std' needs 'bc_init': True")
     probe = make_env(cfg.env_name, cfg.act_repeat)
     obs_dim, act_dim, env_horizon = probe.obs_dim, probe.act_dim, probe.horizon
     reward = load_reward(cfg, include, obs_dim)
@@ -196,6 +198,9 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
                                              generator=torch.Generator().manual_seed(cfg.seed),
                                              progress=progress)
         log.log_dict({"bc_loss_before": bc_before, "bc_loss_after": bc_after})
+        if cfg.bc_init_std:
+            std = match_residual_std(policy, data.tensors["s"], data.tensors["a"])
+            log.log_dict({"bc_init_std": float(std.mean())})
 
     # a reward file scores one env step: times act_repeat per model step (the original's rule);
     # a learned reward was fitted on the dataset's per-agent-step rewards already

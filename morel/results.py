@@ -19,8 +19,9 @@ from morel.jobdir import run_finished
 from morel.logger import DataLog
 from morel.scores import normalized_score
 
-ALGO_ORDER = ("bc", "naive", "morel", "morel_lowstd")
-ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL", "morel_lowstd": "MOReL, low std"}
+ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd")
+ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
+              "morel_datastd": "MOReL, data std"}
 
 
 @dataclass(frozen=True)

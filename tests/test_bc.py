@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import ROOT, collect_hopper_medium, read_job_log, run_script
 
-from morel.bc import bc_loss, behavior_clone
+from morel.bc import bc_loss, behavior_clone, match_residual_std
 from morel.envs import make_vector_env
 from morel.policies import GaussianMLP, load_policy
 from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
@@ -32,6 +32,23 @@ def test_bc_fits_a_known_policy():
     with torch.no_grad():
         assert bc_loss(student, held_out, teacher(held_out)) < 0.1 * before
     torch.testing.assert_close(student.log_std.detach(), log_std)  # no gradient to log_std
+
+
+def test_bc_init_std_is_the_residual_spread_per_dimension_clamped():
+    policy = GaussianMLP(4, 3, (16,), init_log_std=-0.25, min_log_std=-2.0, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randn(5000, 4, generator=gen)
+    with torch.no_grad():
+        mean = policy(obs)
+    spread = torch.tensor([0.3, 0.2, 0.0001])  # the last is below exp(min_log_std) = 0.135
+    actions = mean + 0.02 + spread * torch.randn(mean.shape, generator=gen)  # a small bias too
+    std = match_residual_std(policy, obs, actions)
+    residual = actions.double() - mean.double()
+    expected = np.sqrt((residual ** 2).mean(0).numpy())  # ML std around the cloned mean
+    expected[2] = np.exp(-2.0)
+    np.testing.assert_allclose(std.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(policy.log_std.detach().numpy(), np.log(expected), rtol=1e-5)
+    assert std[0] == pytest.approx(0.3, rel=0.05) and std[1] == pytest.approx(0.2, rel=0.05)
 
 
 def test_run_bc_job_scores_the_saved_policy_on_the_raw_env(tmp_path):

@@ -136,6 +136,23 @@ def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path)
     assert out.returncode == 2 and "learn_reward is False" in out.stderr
 
 
+def test_bc_init_std_starts_the_policy_at_the_data_spread(setup, tmp_path):
+    root, data, _, _ = setup
+    config = tmp_path / "std.txt"
+    config.write_text(CONFIG.format(data=data, extra="'bc_init_std': True,\n").replace(
+        "'num_iter': 4", "'num_iter': 1"))
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
+    assert out.returncode == 0, out.stderr
+    # the data was sampled with the logging policy's own std; BC's residual is at least that
+    logging_std = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt")[0].log_std.exp()
+    std = read_job_log(tmp_path / "job")["bc_init_std"][0]
+    assert 0.9 * float(logging_std.mean()) < std < float(torch.exp(torch.tensor(-0.25)))
+    config.write_text(config.read_text().replace("'bc_init': True", "'bc_init': False"))
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job2")
+    assert out.returncode == 2 and "'bc_init_std' needs 'bc_init': True" in out.stderr
+    assert not (tmp_path / "job2").exists()
+
+
 def test_learned_rewards_without_a_reward_file(setup):
     """No reward file and learn_reward: a reward model per member is fitted and saved, the
     dataset's obs_mask (from its metadata) is kept for evaluation, nothing terminates."""
