@@ -19,9 +19,10 @@ from morel.jobdir import run_finished
 from morel.logger import DataLog
 from morel.scores import normalized_score
 
-ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd")
+ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd", "morel_datastd_ep40")
 ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
-              "morel_datastd": "MOReL, data std"}
+              "morel_datastd": "MOReL, data std",
+              "morel_datastd_ep40": "MOReL, data std, 40 epochs"}
 
 
 @dataclass(frozen=True)
@@ -119,4 +120,24 @@ def markdown_table(rows: list[dict]) -> str:
             out.append(f"{r['score_mean']:.0f} ± {r['score_std']:.0f}{norm}")
         out.append(" / ".join(str(cells[a]["seeds"]) if a in cells else "0" for a in algos))
         lines.append("| " + " | ".join(out) + " |")
+    wins = win_counts(rows)
+    if wins:
+        counts = ", ".join(f"{ALGO_NAMES.get(a, a)} {won} of {total}"
+                           for a, (won, total) in wins.items())
+        lines += ["", f"Datasets where the mean over seeds beats both the behaviour return and "
+                      f"BC: {counts}."]
     return "\n".join(lines) + "\n"
+
+
+def win_counts(rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per algo other than BC: (datasets where its mean beats both the behaviour return and
+    BC's mean, datasets that have both a BC row and a row of that algo)."""
+    bc = {r["dataset"]: r["score_mean"] for r in rows if r["algo"] == "bc"}
+    counts: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        if r["algo"] == "bc" or r["dataset"] not in bc:
+            continue
+        won, total = counts.get(r["algo"], (0, 0))
+        beats = r["score_mean"] > max(r["behaviour_return"], bc[r["dataset"]])
+        counts[r["algo"]] = (won + int(beats), total + 1)
+    return counts

@@ -222,7 +222,8 @@ def test_every_shipped_config_loads(path, monkeypatch):
         assert len(load_suite(path).entries) == 14
         return
     if path.name.startswith("sweep_"):
-        assert {run.algo for run in load_grid(path)} == {"morel", "naive", "bc", "morel_datastd"}
+        assert {run.algo for run in load_grid(path)} == {"morel", "naive", "bc", "morel_datastd",
+                                                         "morel_datastd_ep40"}
         return
     schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
     cfg = load_config(path, schema)

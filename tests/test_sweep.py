@@ -100,6 +100,9 @@ def test_results_table_from_the_sweep(sweep):
     table = (root / "out" / "results.md").read_text()
     assert table.splitlines()[0] == "| env | dataset | behaviour return | BC | MOReL | seeds |"
     assert table.splitlines()[2].startswith("| Hopper-v5 | hopper-tiny | ")
+    morel_wins = float(rows["morel"]["score_mean"]) > max(
+        float(rows["bc"]["score_mean"]), float(rows["bc"]["behaviour_return"]))
+    assert table.splitlines()[-1].endswith(f"BC: MOReL {int(morel_wins)} of 1.")
     assert readme.read_text() == f"# Results\n<!-- results -->\n{table}<!-- /results -->\nend\n"
 
 

@@ -5,9 +5,11 @@
 
 A run's score is the mean eval_score over its last 10% of iterations (BC: its one score over
 its evaluation episodes); a cell is mean ± std over seeds, with the D4RL-normalised mean in
-brackets. Writes SWEEP/results.csv (one row per dataset x algo, raw and normalised) and
-SWEEP/results.md (the Markdown table), prints the table, and draws the learning curves; with
---readme, the table also replaces the `<!-- results -->` block of that Markdown file.
+brackets; under the table, per algo, the datasets where its mean beats both the behaviour
+return and BC's mean. Writes SWEEP/results.csv (one row per dataset x algo, raw and
+normalised) and SWEEP/results.md (the Markdown table), prints the table, and draws the
+learning curves; with --readme, the table also replaces the `<!-- results -->` block of that
+Markdown file.
 """
 
 from __future__ import annotations
