@@ -2,7 +2,8 @@
 
 A run's score is the mean `eval_score` over its last 10% of iterations (at least one; BC runs
 have one row). Per (dataset, algo) the table gives mean ± std over seeds (population std) of
-the run scores, raw and D4RL-normalised, next to the dataset's mean episode return.
+the run scores, raw and D4RL-normalised, next to the dataset's mean episode return; under it,
+per algo, the datasets where its mean beats both that return and BC's mean (`win_counts`).
 """
 
 from __future__ import annotations
