@@ -20,10 +20,11 @@ from morel.jobdir import run_finished
 from morel.logger import DataLog
 from morel.scores import normalized_score
 
-ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd", "morel_datastd_ep40")
+ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd", "morel_datastd_ep40", "morel_per_env")
 ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
               "morel_datastd": "MOReL, data std",
-              "morel_datastd_ep40": "MOReL, data std, 40 epochs"}
+              "morel_datastd_ep40": "MOReL, data std, 40 epochs",
+              "morel_per_env": "MOReL, per-env choice"}
 
 
 @dataclass(frozen=True)

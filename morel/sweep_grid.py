@@ -9,10 +9,12 @@ The file is one dict literal, parsed like a config (nothing in it runs):
      'seeds': {'Hopper-v5': [1, 2, 3], ...},
      'algos': {'morel': ('run_morel.py', []),
                'naive': ('run_morel.py', ['pessimism_coef=None']),
-               'bc': ('run_bc.py', [])}}
+               'bc': ('run_bc.py', []),
+               'tuned': ('run_morel.py', {'Hopper-v5': [...], ...})}}   # per env
 
 Every (dataset, algo, seed) is one run: `SCRIPT --config BASE --output OUTPUT_DIR/DATASET/ALGO_sSEED
---seed SEED --set data_file=DATASET_FILE --set ...`, with the algo's `--set` assignments.
+--seed SEED --set data_file=DATASET_FILE --set ...`, with the algo's `--set` assignments (a list
+for every env, or a dict of lists by env name).
 """
 
 from __future__ import annotations
@@ -75,15 +77,26 @@ def _check(cond: bool, path: Path, message: str) -> None:
         raise ConfigError(f"{path}: {message}")
 
 
-def _algos(raw: Any, path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+Assignments = tuple[str, ...]
+
+
+def _algos(raw: Any, path: Path) -> dict[str, tuple[str, Assignments | dict[str, Assignments]]]:
+    """{algo: (script, assignments for every env, or a dict of them by env name)}."""
     _check(isinstance(raw, dict) and bool(raw), path, "'algos' must be a non-empty dict")
+
+    def strings(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and all(isinstance(a, str) for a in v)
+
     algos = {}
     for name, value in raw.items():
         ok = (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] in SCRIPTS
-              and isinstance(value[1], (list, tuple)) and all(isinstance(a, str) for a in value[1]))
-        _check(ok, path, f"algo '{name}' must be (script, [KEY=VALUE, ...]) with script one of "
-               f"{', '.join(SCRIPTS)}")
-        algos[name] = (value[0], tuple(value[1]))
+              and (strings(value[1]) or (isinstance(value[1], dict)
+                                         and all(strings(v) for v in value[1].values()))))
+        _check(ok, path, f"algo '{name}' must be (script, [KEY=VALUE, ...]) or (script, "
+               f"{{ENV_NAME: [KEY=VALUE, ...], ...}}) with script one of {', '.join(SCRIPTS)}")
+        by_env = isinstance(value[1], dict)
+        algos[name] = (value[0], {k: tuple(v) for k, v in value[1].items()} if by_env
+                       else tuple(value[1]))
     return algos
 
 
@@ -116,6 +129,11 @@ def load_grid(path: str | Path) -> list[SweepRun]:
                and all(isinstance(s, int) for s in seeds), path,
                f"'seeds' needs a list of ints for {entry.env_name}")
         for algo, (script, assignments) in algos.items():
+            if isinstance(assignments, dict):
+                _check(entry.env_name in assignments, path, f"algo '{algo}' has no assignments "
+                       f"for {entry.env_name} (dataset {entry.name}); add '{entry.env_name}': "
+                       "[...]")
+                assignments = assignments[entry.env_name]
             for seed in seeds:
                 runs.append(SweepRun(entry.name, entry.env_name, algo, seed, script,
                                      str(Path(base).resolve()),

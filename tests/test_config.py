@@ -221,9 +221,20 @@ def test_every_shipped_config_loads(path, monkeypatch):
     if path.name == "dataset_suite.txt":
         assert len(load_suite(path).entries) == 14
         return
-    if path.name.startswith("sweep_"):
+    if path.name == "sweep_suite.txt":
         assert {run.algo for run in load_grid(path)} == {"morel", "naive", "bc", "morel_datastd",
                                                          "morel_datastd_ep40"}
+        return
+    if path.name == "sweep_heldout.txt":  # per env, one of the suite sweep's MOReL columns
+        suite = {(r.env_name, r.algo): r.assignments
+                 for r in load_grid(ROOT / "configs" / "sweep_suite.txt")}
+        chosen = {"Hopper-v5": "morel_datastd", "HalfCheetah-v5": "morel_datastd_ep40",
+                  "Walker2d-v5": "morel_datastd"}
+        runs = load_grid(path)
+        assert {r.algo for r in runs} == {"bc", "morel_per_env"} and len(runs) == 2 * 14 * 3
+        for r in runs:
+            assert r.seed in (4, 5, 6) and r.assignments == (
+                () if r.algo == "bc" else suite[r.env_name, chosen[r.env_name]])
         return
     schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
     cfg = load_config(path, schema)

@@ -104,6 +104,13 @@ def test_results_table_from_the_sweep(sweep):
         float(rows["bc"]["score_mean"]), float(rows["bc"]["behaviour_return"]))
     assert table.splitlines()[-1].endswith(f"BC: MOReL {int(morel_wins)} of 1.")
     assert readme.read_text() == f"# Results\n<!-- results -->\n{table}<!-- /results -->\nend\n"
+    other = root / "OTHER.md"  # --block picks another block of the file; the rest is kept
+    kept = "<!-- results -->\nkept\n<!-- /results -->\n"
+    other.write_text(kept + "<!-- heldout -->\n<!-- /heldout -->\n")
+    made = run_script("utils/results_table.py", "--sweep", root / "out", "--readme", other,
+                      "--block", "heldout")
+    assert made.returncode == 0, made.stderr
+    assert other.read_text() == f"{kept}<!-- heldout -->\n{table}<!-- /heldout -->\n"
 
 
 def test_without_ray_sweep_says_how_to_install_it(monkeypatch):

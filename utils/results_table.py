@@ -2,14 +2,15 @@
 
     python utils/results_table.py --sweep runs/sweep_suite --plot assets/results_curves.png \
         --readme README.md
+    python utils/results_table.py --sweep runs/sweep_heldout --readme README.md --block heldout
 
 A run's score is the mean eval_score over its last 10% of iterations (BC: its one score over
 its evaluation episodes); a cell is mean ± std over seeds, with the D4RL-normalised mean in
 brackets; under the table, per algo, the datasets where its mean beats both the behaviour
 return and BC's mean. Writes SWEEP/results.csv (one row per dataset x algo, raw and
 normalised) and SWEEP/results.md (the Markdown table), prints the table, and draws the
-learning curves; with --readme, the table also replaces the `<!-- results -->` block of that
-Markdown file.
+learning curves; with --readme, the table also replaces the `<!-- results -->` block (or the
+--block NAME one) of that Markdown file.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="learning-curve PNG (default SWEEP/curves.png)")
     p.add_argument("--readme", default=None,
                    help="Markdown file whose <!-- results --> block gets the table")
+    p.add_argument("--block", default="results",
+                   help="name of the --readme block: <!-- NAME --> ... <!-- /NAME -->")
     args = p.parse_args()
     if args.readme:
-        check_marked_block(args.readme, "results")
+        check_marked_block(args.readme, args.block)
     sweep = Path(args.sweep)
     results = collect_results(sweep)
     rows = summary_rows(results)
@@ -60,7 +63,7 @@ def main() -> None:
     plot = Path(args.plot) if args.plot else sweep / "curves.png"
     plot_learning_curves(curves, levels, plot)
     if args.readme:
-        replace_marked_block(args.readme, "results", table)
+        replace_marked_block(args.readme, args.block, table)
     print(table)
     print(f"{len(results)} runs; wrote {sweep / 'results.csv'}, {sweep / 'results.md'}, {plot}")
 
