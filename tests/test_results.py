@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import run_script
+
 from morel.results import markdown_table, win_counts
 
 
@@ -28,3 +30,10 @@ def test_markdown_table_ends_with_the_win_counts():
     last = markdown_table(ROWS).splitlines()[-1]
     assert last == ("Datasets where the mean over seeds beats both the behaviour return and BC: "
                     "MOReL 1 of 2, naive MBRL 1 of 2.")
+
+
+def test_block_without_readme_is_refused_before_any_work(tmp_path):
+    made = run_script("utils/results_table.py", "--sweep", tmp_path / "none", "--block", "heldout")
+    assert made.returncode == 2
+    assert made.stderr.strip().splitlines()[-1].endswith(
+        "error: --block names a block of the --readme file; add --readme FILE")

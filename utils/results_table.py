@@ -36,11 +36,15 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="learning-curve PNG (default SWEEP/curves.png)")
     p.add_argument("--readme", default=None,
                    help="Markdown file whose <!-- results --> block gets the table")
-    p.add_argument("--block", default="results",
-                   help="name of the --readme block: <!-- NAME --> ... <!-- /NAME -->")
+    p.add_argument("--block", default=None,
+                   help="name of the --readme block: <!-- NAME --> ... <!-- /NAME --> "
+                        "(default: results)")
     args = p.parse_args()
+    if args.block and not args.readme:
+        p.error("--block names a block of the --readme file; add --readme FILE")
+    block = args.block or "results"
     if args.readme:
-        check_marked_block(args.readme, args.block)
+        check_marked_block(args.readme, block)
     sweep = Path(args.sweep)
     results = collect_results(sweep)
     rows = summary_rows(results)
@@ -63,7 +67,7 @@ def main() -> None:
     plot = Path(args.plot) if args.plot else sweep / "curves.png"
     plot_learning_curves(curves, levels, plot)
     if args.readme:
-        replace_marked_block(args.readme, args.block, table)
+        replace_marked_block(args.readme, block, table)
     print(table)
     print(f"{len(results)} runs; wrote {sweep / 'results.csv'}, {sweep / 'results.md'}, {plot}")
 
