@@ -24,7 +24,10 @@ ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd", "morel_datastd_ep40", "mo
 ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
               "morel_datastd": "MOReL, data std",
               "morel_datastd_ep40": "MOReL, data std, 40 epochs",
-              "morel_per_env": "MOReL, per-env choice"}
+              "morel_per_env": "MOReL, per-env choice",
+              "morel_datastd_p3": "data std, pessimism 3.0",
+              "morel_datastd_hp100": "data std, HALT penalty 100",
+              "morel_datastd_m8": "data std, 8 members"}
 
 
 @dataclass(frozen=True)

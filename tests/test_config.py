@@ -13,6 +13,7 @@ from conftest import ROOT
 from morel.config import (
     ConfigError,
     MorelConfig,
+    apply_assignments,
     load_config,
     override,
     parse_config_text,
@@ -235,6 +236,31 @@ def test_every_shipped_config_loads(path, monkeypatch):
         for r in runs:
             assert r.seed in (4, 5, 6) and r.assignments == (
                 () if r.algo == "bc" else suite[r.env_name, chosen[r.env_name]])
+        return
+    if path.name == "sweep_screen.txt":  # "data std" plus one valid change per candidate
+        datastd = next(r.assignments for r in load_grid(ROOT / "configs" / "sweep_suite.txt")
+                       if r.algo == "morel_datastd")
+        runs = load_grid(path)
+        assert len(runs) == 5 * 3 * 2 and {r.env_name for r in runs} == {"Hopper-v5"}
+        extra = {r.algo: r.assignments[len(datastd):] for r in runs if r.algo.startswith("morel")}
+        assert extra == {"morel_datastd": (), "morel_datastd_p3": ("pessimism_coef=3.0",),
+                         "morel_datastd_hp100": ("halt_penalty=-100.0",),
+                         "morel_datastd_m8": ("num_models=8",)}
+        base = load_config(runs[0].config)
+        for r in runs:
+            if r.algo != "bc":
+                assert r.assignments[:len(datastd)] == datastd
+                cfg = apply_assignments(base, list(r.assignments))
+                assert cfg.bc_init_std and cfg.min_log_std == -2.0
+        return
+    if path.name == "sweep_members.txt":  # the screen's 8-member candidate on all of Hopper
+        screen = {r.algo: r.assignments for r in load_grid(ROOT / "configs" / "sweep_screen.txt")}
+        runs = load_grid(path)
+        assert len(runs) == 2 * 8 * 3 and {r.seed for r in runs} == {1, 2, 3}
+        assert {r.dataset for r in runs} == {e.name for e in load_suite(
+            ROOT / "configs" / "dataset_suite.txt").entries if e.env_name == "Hopper-v5"}
+        assert {(r.algo, r.assignments) for r in runs} == {
+            ("bc", ()), ("morel_datastd_m8", screen["morel_datastd_m8"])}
         return
     schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
     cfg = load_config(path, schema)
