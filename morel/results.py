@@ -20,7 +20,7 @@ from morel.jobdir import run_finished
 from morel.logger import DataLog
 from morel.scores import normalized_score
 
-ALGO_ORDER = ("bc", "naive", "morel", "morel_datastd", "morel_datastd_ep40", "morel_per_env")
+# column titles of the known algos, in table order (other algos follow, by name)
 ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
               "morel_datastd": "MOReL, data std",
               "morel_datastd_ep40": "MOReL, data std, 40 epochs",
@@ -28,6 +28,7 @@ ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
               "morel_datastd_p3": "data std, pessimism 3.0",
               "morel_datastd_hp100": "data std, HALT penalty 100",
               "morel_datastd_m8": "data std, 8 members"}
+ALGO_ORDER = tuple(ALGO_NAMES)
 
 
 @dataclass(frozen=True)
