@@ -153,6 +153,24 @@ def deployable_policy(policy: GaussianMLP, cfg: MorelConfig, obs_mask: np.ndarra
                   "iteration": iteration, "eval_score": score}
 
 
+def all_paths_ended_error(iteration: int, job: Path, min_length: int,
+                          last: dict[str, Any]) -> MorelError:
+    """The error when the termination function ended every model path of an iteration before
+    min_length steps (such paths are dropped). The dataset passed the termination check, so the
+    policy's actions end them: the initial policy at iteration 0, a collapsed one later (`last`:
+    the log's latest values)."""
+    ended = (f"iteration {iteration}: the termination function ended every model path within "
+             f"{min_length} steps, so none is left to learn from")
+    if iteration == 0:
+        return MorelError(f"{ended}; the dataset's transitions pass it, so the initial policy's "
+                          "actions end them: check the reward file's termination_function and "
+                          "the policy's start (bc_init, init_log_std)")
+    return MorelError(f"{ended}; the policy has collapsed in the model (the last step: kl_dist "
+                      f"{last['kl_dist']:.3g}, mean_path_length {last['mean_path_length']:.3g}); "
+                      f"the best policy so far is {job / 'best_policy.pt'}; rerun with a smaller "
+                      "step_size or more num_models")
+
+
 def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
               resume: bool = False, force: bool = False, progress: bool = True) -> float:
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
@@ -227,8 +245,7 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
                                  reward.termination_function, cfg.reward_timing,
                                  reward_scale, gen)
         if rollouts.batch.num_samples == 0:
-            raise MorelError(f"iteration {it}: every model path was dropped (shorter than 5 "
-                             "steps); check the reward file's termination_function")
+            raise all_paths_ended_error(it, job, rules.min_length, log.current())
         time_sampling = time.perf_counter() - t_start
         stats, rejection = agent.guarded_step(rollouts.batch, gen)
         if rejection:

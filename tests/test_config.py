@@ -253,10 +253,11 @@ def test_every_shipped_config_loads(path, monkeypatch):
                 cfg = apply_assignments(base, list(r.assignments))
                 assert cfg.bc_init_std and cfg.min_log_std == -2.0
         return
-    if path.name == "sweep_members.txt":  # the screen's 8-member candidate on all of Hopper
+    members_seeds = {"sweep_members.txt": {1, 2, 3}, "sweep_heldout_members.txt": {4, 5, 6}}
+    if path.name in members_seeds:  # the screen's 8-member candidate on all of Hopper
         screen = {r.algo: r.assignments for r in load_grid(ROOT / "configs" / "sweep_screen.txt")}
         runs = load_grid(path)
-        assert len(runs) == 2 * 8 * 3 and {r.seed for r in runs} == {1, 2, 3}
+        assert len(runs) == 2 * 8 * 3 and {r.seed for r in runs} == members_seeds[path.name]
         assert {r.dataset for r in runs} == {e.name for e in load_suite(
             ROOT / "configs" / "dataset_suite.txt").entries if e.env_name == "Hopper-v5"}
         assert {(r.algo, r.assignments) for r in runs} == {

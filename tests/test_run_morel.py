@@ -170,3 +170,43 @@ def test_learned_rewards_without_a_reward_file(setup):
     assert model.reward is not None
     _, meta = load_policy(root / "learned" / "best_policy.pt")
     assert meta["trained_obs_mask"][5] == 0.02
+
+
+# ends a step when the action's L1 norm exceeds 4.5: under 1% of the logging policy's steps
+ACTION_LIMIT_REWARD = """import sys
+sys.path.insert(0, {folder!r})
+from gym_hopper import obs_mask, reward_function  # noqa: F401
+
+
+def termination_function(paths, timing="next"):
+    return abs(paths["actions"]).sum(-1) > 4.5
+"""
+
+
+@pytest.mark.parametrize("changes, iteration, cause", [
+    # a wide initial policy: its first actions end every model path
+    ({"'bc_init': True": "'bc_init': False, 'init_log_std': 1.0"}, 0,
+     "the initial policy's actions end them"),
+    # a huge NPG step (KL ~1e4) from the cloned policy: its actions end every later path
+    ({"'step_size': 0.02": "'step_size': 1000.0, 'init_log_std': -2.0"}, 1,
+     "the policy has collapsed in the model"),
+])
+def test_every_model_path_ended_names_the_cause(setup, tmp_path, changes, iteration, cause):
+    """The termination function passes the data check but ends every model path: a one-line
+    error that tells the initial policy from a collapsed one; nothing is written as final."""
+    _, data, _, _ = setup
+    reward = tmp_path / "action_limit.py"
+    reward.write_text(ACTION_LIMIT_REWARD.format(folder=str(ROOT / "utils" / "reward_functions")))
+    text = CONFIG.format(data=data, extra="").replace(
+        "utils/reward_functions/gym_hopper.py", str(reward))
+    for old, new in changes.items():
+        text = text.replace(old, new)
+    config = tmp_path / "c.txt"
+    config.write_text(text)
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
+    assert out.returncode == 2, out.stderr
+    assert f"iteration {iteration}: the termination function ended every model path" in out.stderr
+    assert cause in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "job" / "policy_final.pt").exists()
+    if iteration:
+        assert "kl_dist" in out.stderr and (tmp_path / "job" / "best_policy.pt").is_file()
