@@ -26,7 +26,8 @@ from morel.policies import GaussianMLP, load_policy
 
 # the keys of train_step's log, in the original's order (a rejected step logs them as NaN)
 STEP_LOG_KEYS = ("stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha",
-                 "delta", "time_vpg", "time_npg", "kl_dist", "surr_improvement", "running_score",
+                 "delta", "time_vpg", "time_npg", "kl_dist", "kl_backtracks", "surr_improvement",
+                 "running_score",
                  "num_samples", "time_VF", "VF_error_before", "VF_error_after")
 MAX_REJECTED_IN_A_ROW = 3
 
@@ -41,12 +42,13 @@ class NPGSettings:
     cg_iters: int = 10
     damping: float = 1e-4
     hvp_sample_frac: float = 1.0
+    max_kl: float | None = None
 
     @classmethod
     def from_config(cls, cfg: CommonKeys) -> NPGSettings:
         fim = cfg.npg_hp.FIM_invert_args
         return cls(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
-                   cfg.npg_hp.hvp_sample_frac)
+                   cfg.npg_hp.hvp_sample_frac, cfg.max_kl)
 
 
 def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
@@ -95,7 +97,7 @@ class NPGAgent:
         }
         step = npg_step(self.policy, batch.valid(batch.observations), batch.valid(batch.actions),
                         batch.valid(advantages), s.step_size, s.cg_iters, s.damping,
-                        s.hvp_sample_frac, generator)
+                        s.hvp_sample_frac, generator, s.max_kl)
         log.update(step)
         log["running_score"] = self.running_score
         log["num_samples"] = batch.num_samples

@@ -118,6 +118,12 @@ class CommonKeys(ConfigMethods):
                       "sizes must be > 0"),
     )
     step_size: float = field(default=0.02, metadata=_positive("NPG normalised step size"))
+    max_kl: float | None = field(
+        default=None,
+        metadata=_doc("an NPG step whose KL on the batch exceeds this is halved until it does "
+                      "(ours); None: the original's unguarded step",
+                      lambda v: v is None or v > 0, "must be > 0 or None"),
+    )
     init_log_std: float = field(default=-0.25, metadata=_doc("initial policy log std"))
     min_log_std: float = field(
         default=-2.0, metadata=_doc("lower clamp of policy log std", lambda v: v <= 1.0,

@@ -168,7 +168,7 @@ def all_paths_ended_error(iteration: int, job: Path, min_length: int,
     return MorelError(f"{ended}; the policy has collapsed in the model (the last step: kl_dist "
                       f"{last['kl_dist']:.3g}, mean_path_length {last['mean_path_length']:.3g}); "
                       f"the best policy so far is {job / 'best_policy.pt'}; rerun with a smaller "
-                      "step_size or more num_models")
+                      "step_size, a max_kl or more num_models")
 
 
 def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,

@@ -105,15 +105,18 @@ def surrogate(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: to
 
 def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
              step_size: float, cg_iters: int, damping: float, hvp_sample_frac: float = 1.0,
-             generator: torch.Generator | None = None) -> dict[str, float]:
+             generator: torch.Generator | None = None,
+             max_kl: float | None = None) -> dict[str, float]:
     """One natural-gradient step on samples obs [M, obs_dim], act [M, act_dim], adv [M].
 
     g = grad of the surrogate at theta_old; x ~ (F + damping I)^-1 g by `cg_iters` CG iterations
     from x0 = g, with F on all samples or on one subsample (with replacement) of
     `hvp_sample_frac * M` samples; theta += alpha x with alpha = sqrt(|step_size / (g.x + 1e-10)|),
-    so that the KL of the step is about step_size / 2. Returns the original's log values.
-    Raises NumericError (the parameters may then be changed) on a non-finite gradient, CG result
-    or updated parameters.
+    so that the KL of the step is about step_size / 2. With `max_kl`, a step whose KL on obs
+    exceeds it is halved until it does not (ours; the original has no such guard);
+    `kl_backtracks` logs how often. Returns the original's log values plus kl_backtracks.
+    Raises NumericError (the parameters may then be changed) on a non-finite gradient, CG
+    result, updated parameters or KL.
     """
     start = time.perf_counter()
     params = list(policy.parameters())
@@ -135,13 +138,25 @@ def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: tor
     alpha = torch.sqrt(torch.abs(step_size / (grad @ direction + 1e-10)))
     check_finite("the policy gradient or the natural gradient (CG result)", grad, direction,
                  alpha)
-    policy.set_flat_params(policy.flat_params() + alpha * direction)
-    check_finite("the policy parameters after the step", policy.flat_params())
+    theta_old = policy.flat_params()
+
+    def step_kl(scale: float) -> float:
+        policy.set_flat_params(theta_old + scale * alpha * direction)
+        check_finite("the policy parameters after the step", policy.flat_params())
+        with torch.no_grad():
+            kl = gaussian_kl(old_mean, old_log_std, policy(obs), policy.log_std)
+        check_finite("the KL of the step", kl)
+        return float(kl)
+
+    # ends: once the halved step is below float resolution the policy is theta_old, KL 0
+    kl, backtracks = step_kl(1.0), 0
+    while max_kl is not None and kl > max_kl:
+        backtracks += 1
+        kl = step_kl(0.5 ** backtracks)
     time_npg = time.perf_counter() - start
 
     with torch.no_grad():
         surr_after = surrogate(policy, obs, act, adv, old_log_lik)
-        kl = gaussian_kl(old_mean, old_log_std, policy(obs), policy.log_std)
     return {"alpha": float(alpha), "delta": float(step_size), "time_vpg": time_vpg,
-            "time_npg": time_npg, "kl_dist": float(kl),
+            "time_npg": time_npg, "kl_dist": kl, "kl_backtracks": backtracks,
             "surr_improvement": float(surr_after - surr_before.detach())}

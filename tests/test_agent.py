@@ -15,7 +15,8 @@ from morel.paths import PathBatch
 from morel.policies import GaussianMLP
 
 KEYS = ["stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha", "delta",
-        "time_vpg", "time_npg", "kl_dist", "surr_improvement", "running_score", "num_samples",
+        "time_vpg", "time_npg", "kl_dist", "kl_backtracks", "surr_improvement", "running_score",
+        "num_samples",
         "time_VF", "VF_error_before", "VF_error_after"]
 
 

@@ -115,8 +115,38 @@ def test_npg_step_kl_is_half_the_step_size_and_surrogate_improves(step_size):
     assert stats["delta"] == step_size
     moved = policy.flat_params() - before
     assert torch.linalg.norm(moved) > 0
-    assert set(stats) == {"alpha", "delta", "kl_dist", "surr_improvement", "time_vpg",
-                          "time_npg"}
+    assert set(stats) == {"alpha", "delta", "kl_dist", "kl_backtracks", "surr_improvement",
+                          "time_vpg", "time_npg"}
+    assert stats["kl_backtracks"] == 0
+
+
+def test_max_kl_halves_the_step_until_its_kl_fits():
+    """Above the step's KL max_kl changes nothing; below it the step is the unguarded one times
+    2^-k for the smallest k whose KL fits (checked against the KL of 2^-(k-1))."""
+    def step(max_kl):
+        policy = GaussianMLP(3, 2, (16, 16), init_log_std=-0.5, seed=1)
+        obs, act, adv = bandit_batch(policy)
+        before = policy.flat_params()
+        stats = npg_step(policy, obs, act, adv, 0.01, 25, 1e-3, max_kl=max_kl)
+        return policy, obs, before, policy.flat_params() - before, stats
+
+    _, _, _, free, free_stats = step(None)
+    _, _, _, loose, loose_stats = step(2 * free_stats["kl_dist"])
+    torch.testing.assert_close(loose, free, rtol=0, atol=0)
+    assert loose_stats["kl_backtracks"] == 0 and loose_stats["kl_dist"] == free_stats["kl_dist"]
+
+    limit = free_stats["kl_dist"] / 20
+    policy, obs, before, guarded, stats = step(limit)
+    k = stats["kl_backtracks"]
+    assert k >= 2 and stats["kl_dist"] <= limit  # KL ~ scale^2: 2^-2 is not enough for 1/20
+    torch.testing.assert_close(guarded, free * 0.5 ** k, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        old = GaussianMLP(3, 2, (16, 16), init_log_std=-0.5, seed=1)
+        policy.set_flat_params(before + free * 0.5 ** (k - 1))
+        assert float(gaussian_kl(old(obs), old.log_std, policy(obs), policy.log_std)) > limit
+    _, _, _, tiny, stats = step(1e-30)  # halved until the step is lost to float32 rounding
+    assert stats["kl_dist"] <= 1e-30 and stats["kl_backtracks"] > 10
+    assert float(tiny.abs().max()) < 1e-4 * float(free.abs().max())
 
 
 def test_npg_step_follows_the_natural_gradient_direction():

@@ -210,3 +210,20 @@ def test_every_model_path_ended_names_the_cause(setup, tmp_path, changes, iterat
     assert not (tmp_path / "job" / "policy_final.pt").exists()
     if iteration:
         assert "kl_dist" in out.stderr and (tmp_path / "job" / "best_policy.pt").is_file()
+
+
+def test_max_kl_keeps_a_huge_step_from_collapsing_the_policy(setup, tmp_path):
+    """The collapsing case above with max_kl: every step is halved to a KL within it, so model
+    paths survive and the run finishes."""
+    _, data, _, _ = setup
+    reward = tmp_path / "action_limit.py"
+    reward.write_text(ACTION_LIMIT_REWARD.format(folder=str(ROOT / "utils" / "reward_functions")))
+    config = tmp_path / "c.txt"
+    config.write_text(CONFIG.format(data=data, extra="'max_kl': 0.05,\n").replace(
+        "utils/reward_functions/gym_hopper.py", str(reward)).replace(
+        "'step_size': 0.02", "'step_size': 1000.0, 'init_log_std': -2.0"))
+    out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
+    assert out.returncode == 0, out.stderr
+    log = read_job_log(tmp_path / "job")
+    assert all(kl <= 0.05 for kl in log["kl_dist"]) and min(log["kl_backtracks"]) >= 5
+    assert all(n > 0 for n in log["num_samples"])
