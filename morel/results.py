@@ -27,7 +27,8 @@ ALGO_NAMES = {"bc": "BC", "naive": "naive MBRL", "morel": "MOReL",
               "morel_per_env": "MOReL, per-env choice",
               "morel_datastd_p3": "data std, pessimism 3.0",
               "morel_datastd_hp100": "data std, HALT penalty 100",
-              "morel_datastd_m8": "data std, 8 members"}
+              "morel_datastd_m8": "data std, 8 members",
+              "morel_datastd_m8_kl": "data std, 8 members, max_kl 0.1"}
 ALGO_ORDER = tuple(ALGO_NAMES)
 
 

@@ -263,6 +263,16 @@ def test_every_shipped_config_loads(path, monkeypatch):
         assert {(r.algo, r.assignments) for r in runs} == {
             ("bc", ()), ("morel_datastd_m8", screen["morel_datastd_m8"])}
         return
+    if path.name == "sweep_kl_guard.txt":  # the 8-member candidate plus max_kl, hopper-random
+        members = {r.algo: r.assignments for r in load_grid(ROOT / "configs" / "sweep_members.txt")}
+        runs = load_grid(path)
+        assert len(runs) == 2 * 6 and {r.dataset for r in runs} == {"hopper-random"}
+        assert {(r.algo, r.assignments) for r in runs} == {
+            ("bc", ()), ("morel_datastd_m8_kl", (*members["morel_datastd_m8"], "max_kl=0.1"))}
+        guarded = next(r for r in runs if r.algo != "bc")
+        cfg = apply_assignments(load_config(guarded.config), list(guarded.assignments))
+        assert cfg.max_kl == 0.1 and cfg.num_models == 8
+        return
     schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
     cfg = load_config(path, schema)
     assert cfg.env_name.endswith("-v5") and cfg.device in ("auto", "cpu")
