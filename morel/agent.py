@@ -27,8 +27,7 @@ from morel.policies import GaussianMLP, load_policy
 # the keys of train_step's log, in the original's order (a rejected step logs them as NaN)
 STEP_LOG_KEYS = ("stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha",
                  "delta", "time_vpg", "time_npg", "kl_dist", "kl_backtracks", "surr_improvement",
-                 "running_score",
-                 "num_samples", "time_VF", "VF_error_before", "VF_error_after")
+                 "running_score", "num_samples", "time_VF", "VF_error_before", "VF_error_after")
 MAX_REJECTED_IN_A_ROW = 3
 
 

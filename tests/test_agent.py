@@ -16,8 +16,7 @@ from morel.policies import GaussianMLP
 
 KEYS = ["stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha", "delta",
         "time_vpg", "time_npg", "kl_dist", "kl_backtracks", "surr_improvement", "running_score",
-        "num_samples",
-        "time_VF", "VF_error_before", "VF_error_after"]
+        "num_samples", "time_VF", "VF_error_before", "VF_error_after"]
 
 
 def bandit_paths(policy, gen, n=64, horizon=3):

@@ -183,6 +183,19 @@ def termination_function(paths, timing="next"):
 """
 
 
+def action_limit_config(tmp_path, data, changes: dict[str, str], extra: str = ""):
+    """CONFIG with ACTION_LIMIT_REWARD as its reward file and `changes` (old: new) applied."""
+    reward = tmp_path / "action_limit.py"
+    reward.write_text(ACTION_LIMIT_REWARD.format(folder=str(ROOT / "utils" / "reward_functions")))
+    text = CONFIG.format(data=data, extra=extra).replace(
+        "utils/reward_functions/gym_hopper.py", str(reward))
+    for old, new in changes.items():
+        text = text.replace(old, new)
+    config = tmp_path / "c.txt"
+    config.write_text(text)
+    return config
+
+
 @pytest.mark.parametrize("changes, iteration, cause", [
     # a wide initial policy: its first actions end every model path
     ({"'bc_init': True": "'bc_init': False, 'init_log_std': 1.0"}, 0,
@@ -194,15 +207,7 @@ def termination_function(paths, timing="next"):
 def test_every_model_path_ended_names_the_cause(setup, tmp_path, changes, iteration, cause):
     """The termination function passes the data check but ends every model path: a one-line
     error that tells the initial policy from a collapsed one; nothing is written as final."""
-    _, data, _, _ = setup
-    reward = tmp_path / "action_limit.py"
-    reward.write_text(ACTION_LIMIT_REWARD.format(folder=str(ROOT / "utils" / "reward_functions")))
-    text = CONFIG.format(data=data, extra="").replace(
-        "utils/reward_functions/gym_hopper.py", str(reward))
-    for old, new in changes.items():
-        text = text.replace(old, new)
-    config = tmp_path / "c.txt"
-    config.write_text(text)
+    config = action_limit_config(tmp_path, setup[1], changes)
     out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
     assert out.returncode == 2, out.stderr
     assert f"iteration {iteration}: the termination function ended every model path" in out.stderr
@@ -215,13 +220,9 @@ def test_every_model_path_ended_names_the_cause(setup, tmp_path, changes, iterat
 def test_max_kl_keeps_a_huge_step_from_collapsing_the_policy(setup, tmp_path):
     """The collapsing case above with max_kl: every step is halved to a KL within it, so model
     paths survive and the run finishes."""
-    _, data, _, _ = setup
-    reward = tmp_path / "action_limit.py"
-    reward.write_text(ACTION_LIMIT_REWARD.format(folder=str(ROOT / "utils" / "reward_functions")))
-    config = tmp_path / "c.txt"
-    config.write_text(CONFIG.format(data=data, extra="'max_kl': 0.05,\n").replace(
-        "utils/reward_functions/gym_hopper.py", str(reward)).replace(
-        "'step_size': 0.02", "'step_size': 1000.0, 'init_log_std': -2.0"))
+    config = action_limit_config(
+        tmp_path, setup[1], {"'step_size': 0.02": "'step_size': 1000.0, 'init_log_std': -2.0"},
+        extra="'max_kl': 0.05,\n")
     out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
     assert out.returncode == 0, out.stderr
     log = read_job_log(tmp_path / "job")
