@@ -13,6 +13,7 @@ from morel.collect import collect_dataset
 from morel.data import check_output_path, save_dataset, summarize
 from morel.errors import run_cli
 from morel.reward_files import load_reward_file
+from morel.seeding import seed_arg
 
 
 def parse_args() -> argparse.Namespace:
@@ -22,7 +23,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--output", required=True, help="dataset file: .pickle, .npz or .h5")
     p.add_argument("--size", type=float, default=1e6, help="samples to collect (whole episodes)")
     p.add_argument("--mode", default="pure", help="pure | eps-X | gauss-X (BRAC protocol)")
-    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--seed", type=seed_arg, default=123)
     p.add_argument("--act_repeat", type=int, default=1)
     p.add_argument("--include", default=None, help="reward file whose obs_mask masks observations")
     p.add_argument("--num_envs", type=int, default=8, help="envs stepped together")

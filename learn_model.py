@@ -25,6 +25,7 @@ from morel.ensemble_fit import (
 from morel.envs import check_env_id, make_env
 from morel.errors import MorelError, run_cli
 from morel.morel_run import load_offline_data, load_reward
+from morel.seeding import seed_arg
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     p.add_argument("--output", "-o", required=True, help="model file to write (.pt)")
     p.add_argument("--include", "-i", default=None, help="reward file (for its obs_mask)")
     p.add_argument("--device", default=None, help="override the config's device")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
     args = p.parse_args()
     cfg = override(load_config(args.config), device=args.device, seed=args.seed)

@@ -24,8 +24,6 @@ setup() {
 case "${1:-}" in
   demo)
     setup
-    # one thread: float sums in a fixed order, so the run repeats README's numbers exactly
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     data=datasets/hopper_v5_medium_100k.pickle
     [ -f "$data" ] || .venv/bin/python collect_dataset.py --env_name Hopper-v5 \
       --policy logging_policy/hopper_v5_medium.pt --output "$data" --size 100000 \

@@ -37,13 +37,13 @@ from morel.paths import PathBatch
 from morel.plots import SCORE_KEYS
 from morel.policies import save_policy
 from morel.sampling import (
-    EVAL_SEED_OFFSET,
     ActionMode,
     collect_episodes,
     episode_returns,
     gaussian_action_fn,
     mean_action_fn,
 )
+from morel.seeding import Stream, int_seed, seed_arg, stream, torch_generator
 from morel.train_config import PolicyTrainConfig
 
 
@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--force", action="store_true",
                    help="replace the run in --output (or resume despite a changed config)")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
     p.add_argument("--device", default=None, help="override the config's device")
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
     p.add_argument("--save_samples", action="store_true",
@@ -66,7 +66,8 @@ def build_agent(cfg: PolicyTrainConfig, obs_dim: int, act_dim: int,
                 device: torch.device) -> NPGAgent:
     policy = policy_from_config(cfg, obs_dim, act_dim)
     baseline = MLPBaseline(obs_dim, cfg.vf_hidden_size, cfg.vf_lr, cfg.vf_wd, cfg.vf_batch_size,
-                           cfg.vf_epochs, seed=cfg.seed, device=device)
+                           cfg.vf_epochs, seed=int_seed(stream(cfg.seed, Stream.BASELINE_INIT)),
+                           device=device)
     return NPGAgent(policy.to(device), baseline, NPGSettings.from_config(cfg))
 
 
@@ -117,18 +118,19 @@ def main() -> None:
                initial=start, total=cfg.num_iter)
     for it in bar:
         t_start = time.perf_counter()
-        seed = cfg.seed + it * cfg.num_envs
-        paths = collect_episodes(vec_env, explore, cfg.num_samples, seed, progress=False)
+        paths = collect_episodes(vec_env, explore, cfg.num_samples,
+                                 stream(cfg.seed, Stream.SAMPLING, it), progress=False)
         time_sampling = time.perf_counter() - t_start
         if args.save_samples:
             save_samples(job, it, paths, cfg, env0.obs_dim)
         batch = PathBatch.from_paths(paths, device)
-        stats, rejection = agent.guarded_step(batch, torch.Generator().manual_seed(seed))
+        generator = torch_generator(stream(cfg.seed, Stream.ITERATION, it))
+        stats, rejection = agent.guarded_step(batch, generator)
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
         if eval_env is not None:
-            eval_seed = cfg.seed + EVAL_SEED_OFFSET + it * cfg.eval_rollouts
-            eval_score = float(np.mean(episode_returns(eval_env, greedy, eval_seed)))
+            episodes = stream(cfg.seed, Stream.EVALUATION, it)
+            eval_score = float(np.mean(episode_returns(eval_env, greedy, episodes)))
         else:
             eval_score = stats["stoc_pol_mean"]
         log.log_dict({"eval_score": eval_score, "iter_time": time.perf_counter() - t_start,

@@ -13,7 +13,11 @@ shared machine still gives stable answers), printed as a table and written as JS
    method (bench/reference.py) at the same number of samples;
 4. a whole NPG iteration, part by part (sampling, GAE, NPG/CG, baseline, evaluation), and the
    Fisher-vector product against its floor;
-5. real-env collection (collect_dataset.py's loop) against the raw env.step rate.
+5. a long run: a whole iteration of an agent after 50 iterations, and a baseline fit with the
+   subnormal weights a long run leaves, each against the same of a fresh agent (slowdowns that
+   grow during a run);
+6. real-env collection (collect_dataset.py's loop) against the raw env.step rate.
+Subnormal floats are flushed, as every morel script does (--keep-subnormals: not).
 Each time is the best of a few repeats after a warm-up; the two sides of a ratio are timed in
 alternation, and the matmul peak is taken at the start and at the end (the larger counts).
 """
@@ -50,6 +54,7 @@ from morel.agent import NPGAgent, NPGSettings  # noqa: E402
 from morel.baselines import MLPBaseline  # noqa: E402
 from morel.dynamics import DynamicsEnsemble  # noqa: E402
 from morel.envs import make_vector_env  # noqa: E402
+from morel.floats import flush_subnormals  # noqa: E402
 from morel.gae import discounted_returns, gae_advantages, whiten  # noqa: E402
 from morel.npg import fisher_vector_product_fn  # noqa: E402
 from morel.pmdp import HaltRules, pmdp_rollouts  # noqa: E402
@@ -216,7 +221,8 @@ def npg_iteration(device: torch.device, peak: float, sampling: dict) -> dict:
     eval_env = make_vector_env("Hopper-v5", 4)
     cpu_policy = copy.deepcopy(policy).cpu()
     eval_s, ref_eval_s = paired_best_times(
-        [lambda: episode_returns(eval_env, mean_action_fn(policy.mean_std), 0),
+        [lambda: episode_returns(eval_env, mean_action_fn(policy.mean_std),
+                                 np.random.SeedSequence(0)),
          lambda: sequential_returns("Hopper-v5", cpu_policy, 4, 0)], device, 1)
     parts = {"sampling": sampling["ours_s"], "gae": gae_s, "npg_vpg": step["time_vpg"],
              "npg_cg": step["time_npg"], "baseline": step["time_VF"], "evaluation": eval_s}
@@ -230,6 +236,108 @@ def npg_iteration(device: torch.device, peak: float, sampling: dict) -> dict:
             "speedup_over_reference": reference / ours, "samples": batch.num_samples,
             "fvp_s": fvp_s, "fvp_floor_s": fvp_floor, "fvp_over_floor": fvp_s / fvp_floor,
             "fvp_double_backprop_s": double_s, "fvp_speedup": double_s / fvp_s}
+
+
+def subnormal_count(tensors: list[torch.Tensor]) -> int:
+    """How many float32 values of `tensors` are subnormal, read from their bits (exponent 0,
+    mantissa not 0): with the flush on, float comparisons would see them as 0."""
+    bits = [t.detach().contiguous().view(torch.int32) for t in tensors]
+    return sum(int(((b & 0x7F800000) == 0).logical_and_((b & 0x007FFFFF) != 0).sum())
+               for b in bits)
+
+
+def agent_values(agent: NPGAgent) -> list[torch.Tensor]:
+    """The baseline's and the policy's parameters and Adam moments."""
+    moments = [v for state in agent.baseline.optimizer.state.values() for v in state.values()
+               if isinstance(v, torch.Tensor) and v.dim() > 0]
+    return [*agent.baseline.net.parameters(), *agent.policy.parameters(), *moments]
+
+
+# a 50-iteration demo run (bash quickstart.sh demo) leaves 14% of its baseline's parameters and
+# Adam moments subnormal (7,765 of 56,073 at iteration 50, measured on 2026-12-02): the weights
+# into and out of about 28 of its 128 first-layer units, which the shifting data has left dead
+DEAD_UNITS = 28
+
+
+def plant_subnormals(baseline: MLPBaseline, units: int, seed: int = 0) -> None:
+    """Make `units` first-layer units of `baseline` look like dead units after a long run: their
+    incoming and outgoing weights and those weights' Adam moments subnormal (|x| ~ 1e-40)."""
+    gen = torch.Generator().manual_seed(seed)
+    first, second = baseline.net[0].weight, baseline.net[2].weight
+    dead = torch.randperm(first.shape[0], generator=gen)[:units].to(first.device)
+
+    def tiny_like(x: torch.Tensor) -> torch.Tensor:  # built from bits: no float op flushes it
+        sign = torch.randint(0, 2, x.shape, generator=gen, dtype=torch.int32) << 31
+        return (sign | 0x000116C2).view(torch.float32).to(x.device)  # +-1e-40
+
+    with torch.no_grad():
+        for param, index in ((first, (dead, slice(None))), (second, (slice(None), dead))):
+            param[index] = tiny_like(param[index])
+            state = baseline.optimizer.state[param]
+            state["exp_avg"][index] = tiny_like(state["exp_avg"][index])
+
+
+def long_run(device: torch.device, sampling: dict, quick: bool) -> dict:
+    """Slowdowns that grow during a run, as ratios to a fresh agent (target: within 1.2x).
+
+    - A whole iteration (P-MDP sampling of 20 start states x 4 members x horizon 500, NPG step,
+      baseline fit) of an agent after `updates` iterations of the same loop on 10 start states
+      and a fifth of the horizon, against the same iteration of a fresh agent.
+    - A baseline fit (1 epoch on the sampling benchmark's batch) with subnormal weights and Adam
+      moments planted where a run leaves them (DEAD_UNITS), against a fresh baseline's fit.
+      Without the flush (--keep-subnormals) x86 CPUs compute on them many times slower."""
+    updates, horizon = (5, 100) if quick else (50, 500)
+    drift_horizon = horizon // 5
+    model = bench_model(device)
+    reward = load_reward_file(ROOT / "utils" / "reward_functions" / "gym_hopper.py", OBS)
+    starts = start_states(20, device)
+
+    def fresh_agent() -> NPGAgent:
+        baseline = MLPBaseline(OBS, (128, 128), 1e-3, 1e-3, 256, 1, seed=0, device=device)
+        return NPGAgent(copy.deepcopy(sampling["policy"]), baseline,
+                        NPGSettings(0.02, 0.999, 0.97, 20, 1e-3))
+
+    def iteration(agent: NPGAgent, states: torch.Tensor, seed: int, steps: int) -> None:
+        rollouts = pmdp_rollouts(model, agent.policy, states, steps, HaltRules(None),
+                                 reward.reward_function, None,
+                                 generator=torch.Generator().manual_seed(seed))
+        agent.train_step(rollouts.batch, torch.Generator().manual_seed(seed))
+
+    fresh, drifted = fresh_agent(), fresh_agent()
+    start = time.perf_counter()
+    for k in range(updates):
+        iteration(drifted, starts[:10], k, drift_horizon)
+    drift_s = time.perf_counter() - start
+
+    def restoring(agent: NPGAgent, fn: Callable[[], object]) -> Callable[[], object]:
+        saved = copy.deepcopy(agent.state_dict())
+
+        def run() -> None:
+            fn()
+            agent.load_state_dict(copy.deepcopy(saved))
+        return run
+
+    fresh_it, drifted_it = paired_best_times(
+        [restoring(a, lambda a=a: iteration(a, starts, updates, horizon))
+         for a in (fresh, drifted)],
+        device, 2)
+    batch = sampling["rollouts"].batch
+    returns = discounted_returns(batch.rewards, batch.mask, 0.999)
+    planted = fresh_agent()
+    for agent in (fresh, planted):  # one fit first, so that Adam's moments exist
+        agent.baseline.fit(batch, returns, torch.Generator().manual_seed(0))
+    plant_subnormals(planted.baseline, DEAD_UNITS)
+    fresh_fit, planted_fit = paired_best_times(
+        [restoring(a, lambda a=a: a.baseline.fit(batch, returns,
+                                                 torch.Generator().manual_seed(1)))
+         for a in (fresh, planted)], device, 3)
+    return {"updates": updates, "drift_s": drift_s, "fresh_iteration_s": fresh_it,
+            "drifted_iteration_s": drifted_it, "iteration_ratio": drifted_it / fresh_it,
+            "drifted_subnormals": subnormal_count(agent_values(drifted)),
+            "values": sum(v.numel() for v in agent_values(drifted)),
+            "planted_subnormals": subnormal_count(agent_values(planted)),
+            "fresh_fit_s": fresh_fit, "planted_fit_s": planted_fit,
+            "fit_ratio": planted_fit / fresh_fit}
 
 
 def collection(quick: bool) -> dict:
@@ -253,7 +361,8 @@ def collection(quick: bool) -> dict:
     counted = {}
 
     def collect():
-        paths = collect_episodes(vec_env, act, steps, 0, progress=False)
+        paths = collect_episodes(vec_env, act, steps, np.random.SeedSequence(0),
+                                progress=False)
         counted["n"] = sum(len(p["rewards"]) for p in paths)
 
     raw_s, seconds = paired_best_times([raw, collect], torch.device("cpu"), 2)
@@ -272,6 +381,7 @@ def git_commit() -> str:
 
 def table(r: dict, tablefmt: str = "simple") -> str:
     fit, samp, it, col = r["fitting"], r["sampling"], r["iteration"], r["collection"]
+    run = r["long_run"]
     g = 1e9
     rows = [
         ["matmul peak at the ensemble's shapes (4 x N x 512 x 512, N = 200, 256, 1000)",
@@ -298,6 +408,11 @@ def table(r: dict, tablefmt: str = "simple") -> str:
          f"{it['fvp_over_floor']:.2f}", "<= 2"],
         ["Fisher-vector product: speed-up over double backprop",
          f"{it['fvp_double_backprop_s'] * 1e3:.1f} ms", f"{it['fvp_speedup']:.2f}x", ""],
+        [f"whole iteration after {run['updates']} iterations: time / a fresh agent's",
+         f"{run['drifted_iteration_s']:.2f} s", f"{run['iteration_ratio']:.2f}", "<= 1.2"],
+        [f"baseline fit with a long run's subnormals ({run['planted_subnormals']} planted, "
+         f"flush {'on' if r['flush_subnormals'] else 'off'}): time / a fresh baseline's",
+         f"{run['planted_fit_s']:.3f} s", f"{run['fit_ratio']:.2f}", "<= 1.2"],
         ["collection: steps/s / raw env.step rate", f"{col['collect_steps_per_s']:.0f} steps/s",
          f"{col['fraction_of_raw']:.2f}", ">= 0.7"],
     ]
@@ -309,12 +424,16 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
     p.add_argument("--output", default=None, help="JSON file (default bench/results_DEVICE.json)")
+    p.add_argument("--keep-subnormals", action="store_true",
+                   help="do not flush subnormal floats (shows the slowdown the long-run rows "
+                        "catch; every morel script flushes them)")
     p.add_argument("--markdown", default=None,
                    help="also write the table as Markdown (with device, date, commit) here")
     args = p.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda: CUDA is not available on this machine")
+    flush = not args.keep_subnormals and flush_subnormals()
     started = time.perf_counter()
     peak = matmul_peak(device, args.quick)
     print(f"matmul peak {peak['peak_flops'] / 1e9:.1f} GFLOP/s", flush=True)
@@ -333,12 +452,15 @@ def main() -> None:
         iteration["fvp_floor_s"] /= scale
         iteration["fvp_over_floor"] *= scale
         peak = again
+    drift = long_run(device, sampling, args.quick)
+    print("long-run iteration done", flush=True)
     col = collection(args.quick)
     for key in ("rollouts", "policy"):
         sampling.pop(key)
     results = {"peak_flops": peak["peak_flops"], "matmul": peak["by_shape"],
                "square_flops": peak["square_2048_flops"],
                "fitting": fitting, "sampling": sampling, "iteration": iteration,
+               "long_run": drift, "flush_subnormals": flush,
                "collection": col, "device": str(device),
                "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                                else platform.processor() or platform.machine()),

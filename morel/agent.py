@@ -23,6 +23,7 @@ from morel.gae import discounted_returns, gae_advantages, whiten
 from morel.npg import npg_step
 from morel.paths import PathBatch
 from morel.policies import GaussianMLP, load_policy
+from morel.seeding import Stream, int_seed, stream
 
 # the keys of train_step's log, in the original's order (a rejected step logs them as NaN)
 STEP_LOG_KEYS = ("stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha",
@@ -52,10 +53,10 @@ class NPGSettings:
 
 def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
     """The starting policy of a run: `init_policy` (dims checked) or a new one from the policy
-    keys, seeded with `seed`."""
+    keys, initialised from the run seed's stream POLICY_INIT."""
     if not cfg.init_policy:
         return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
-                           seed=cfg.seed)
+                           seed=int_seed(stream(cfg.seed, Stream.POLICY_INIT)))
     policy, _ = load_policy(cfg.resolve_path("init_policy"))
     if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
         raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"

@@ -17,18 +17,21 @@ from morel.agent import policy_from_config
 from morel.bc import behavior_clone
 from morel.config import MorelConfig, write_config_json
 from morel.envs import check_env_id, make_env, make_vector_env
+from morel.floats import flush_subnormals
 from morel.jobdir import check_job_dir, clear_run_files
 from morel.logger import DataLog
 from morel.morel_run import deployable_policy, load_offline_data, load_reward
 from morel.policies import save_policy
-from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
+from morel.sampling import episode_returns, mean_action_fn
 from morel.scores import normalized_score
+from morel.seeding import Stream, stream, torch_generator
 
 
 def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10,
            include: str | None = None, force: bool = False, progress: bool = True) -> float:
     """Clone the dataset into a policy, score it on `episodes` episodes, write the job directory
     (job_data.json, logs/log.pickle + log.csv, policy_final.pt); returns the mean return."""
+    flush_subnormals()
     check_env_id(cfg.env_name)
     probe = make_env(cfg.env_name, cfg.act_repeat)
     obs_dim, act_dim = probe.obs_dim, probe.act_dim
@@ -38,11 +41,12 @@ def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10
     start = time.perf_counter()
     policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
     bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
-                                         generator=torch.Generator().manual_seed(cfg.seed),
+                                         generator=torch_generator(stream(cfg.seed, Stream.BC)),
                                          progress=progress)
     eval_env = make_vector_env(cfg.env_name, episodes, cfg.act_repeat, data.obs_mask)
+    # the episodes of MOReL's iteration-0 evaluation (its first eval_rollouts of them)
     returns = episode_returns(eval_env, mean_action_fn(policy.mean_std),
-                              cfg.seed + EVAL_SEED_OFFSET)
+                              stream(cfg.seed, Stream.EVALUATION, 0))
     score = float(np.mean(returns))
     normalized = normalized_score(cfg.env_name, score)
     clear_run_files(job, old_run_files)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from morel.config import MorelConfig, apply_assignments, load_config, override
+from morel.seeding import seed_arg
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -15,7 +16,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include", "-i", default=None,
                    help="reward file (overrides the config's reward_file)")
     p.add_argument("--device", default=None, help="override the config's device")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set data_file=d.npz")
 

@@ -9,7 +9,9 @@ import numpy as np
 from morel.data import Dataset
 from morel.envs import check_env_id, make_vector_env
 from morel.errors import MorelError
+from morel.floats import flush_subnormals
 from morel.sampling import ActionMode, collect_episodes, gaussian_action_fn, uniform_action_fn
+from morel.seeding import Stream, stream
 
 
 def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", seed: int = 123,
@@ -17,6 +19,7 @@ def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", s
                     progress: bool = True) -> Dataset:
     """Whole episodes, at least `size` steps, of `policy` (a policy file or 'random') on
     `env_name`, observations multiplied by `obs_mask` [obs_dim] (None: raw)."""
+    flush_subnormals()
     check_env_id(env_name)
     if size < 1 or num_envs < 1:
         raise MorelError("--size and --num_envs must be >= 1")
@@ -41,7 +44,8 @@ def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", s
         to_policy = np.asarray(meta.get("obs_mask") or np.ones(env0.obs_dim)) / mask
         act = gaussian_action_fn(lambda obs: net.mean_std(obs * to_policy), action_mode, low,
                                  high)
-    paths = collect_episodes(vec_env, act, int(size), seed, progress=progress)
+    paths = collect_episodes(vec_env, act, int(size), stream(seed, Stream.COLLECTION),
+                             progress=progress)
     return Dataset(paths, meta={
         "env_name": env_name, "act_repeat": act_repeat, "obs_mask": mask.tolist(),
         "policy": str(policy), "mode": mode, "seed": seed, "num_envs": num_envs,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from morel.atomic import write_text_atomic
 from morel.errors import MorelError
+from morel.seeding import MAX_SEED
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAX_CONFIG_BYTES = 1_000_000
@@ -105,7 +106,11 @@ class CommonKeys(ConfigMethods):
 
     env_name: str = field(metadata=_doc("gymnasium env id, e.g. 'Hopper-v5'"))
     act_repeat: int = field(default=1, metadata=_positive("env steps per agent step"))
-    seed: int = field(default=123, metadata=_doc("seed of every random stream in the run"))
+    seed: int = field(
+        default=123,
+        metadata=_doc("seed of every random stream in the run (morel.seeding)",
+                      lambda v: 0 <= v <= MAX_SEED, "must be in [0, 2**63 - 1]"),
+    )
     num_iter: int = field(default=500, metadata=_non_negative("NPG iterations"))
     eval_rollouts: int = field(default=0, metadata=_non_negative("real-env episodes per iter"))
     save_freq: int = field(default=10, metadata=_positive("iterations between checkpoints"))

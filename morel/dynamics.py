@@ -7,7 +7,8 @@ deviation from the mean, for s, a and the residual d = s' - s; eps 1e-8. Predict
     s' = s + mask * (out * (d_scale + 1e-8) + d_shift),   mask = (d_scale >= 1e-8)
 (dimensions whose residual never varies in the data never change). Training: MSE in normalised
 residual space, Adam (elementwise, so one Adam over [E, ...] tensors equals E separate ones),
-member e initialised and shuffled with its own seed `seed + e`.
+member e initialised and shuffled with its own streams of the run seed (morel.seeding:
+DYNAMICS_INIT and DYNAMICS_ORDER, index e), so no two members or runs share one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from morel.atomic import atomic_path
 from morel.errors import MorelError
+from morel.seeding import Stream, stream, torch_generator
 from morel.torch_files import load_torch_file
 
 FORMAT = "morel.dynamics_ensemble.v1"
@@ -30,10 +32,10 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 class BatchedMLP(nn.Module):
     """`num_models` MLPs of the same shape held as weights [E, in, out] and biases [E, 1, out];
-    member e is initialised as nn.Linear would be, from seed + e."""
+    member e is initialised as nn.Linear would be, from stream (`init_stream`, e) of `seed`."""
 
     def __init__(self, num_models: int, sizes: Sequence[int], activation: str = "relu",
-                 seed: int = 123):
+                 seed: int = 123, init_stream: Stream = Stream.DYNAMICS_INIT):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise MorelError(f"activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
@@ -41,7 +43,7 @@ class BatchedMLP(nn.Module):
         weights = [torch.empty(num_models, a, b) for a, b in zip(sizes, sizes[1:])]
         biases = [torch.empty(num_models, 1, b) for b in sizes[1:]]
         for e in range(num_models):
-            gen = torch.Generator().manual_seed(seed + e)
+            gen = torch_generator(stream(seed, init_stream, e))
             for w, b in zip(weights, biases):
                 bound = 1.0 / math.sqrt(w.shape[1])
                 w[e].uniform_(-bound, bound, generator=gen)
@@ -81,7 +83,8 @@ class DynamicsEnsemble(BatchedMLP):
                  hidden_sizes: Sequence[int] = (512, 512), activation: str = "relu",
                  seed: int = 123):
         hidden = tuple(int(h) for h in hidden_sizes)
-        super().__init__(num_models, (obs_dim + act_dim, *hidden, obs_dim), activation, seed)
+        super().__init__(num_models, (obs_dim + act_dim, *hidden, obs_dim), activation, seed,
+                         Stream.DYNAMICS_INIT)
         self.obs_dim, self.act_dim, self.hidden_sizes = int(obs_dim), int(act_dim), hidden
         for name, dim in (("s", obs_dim), ("a", act_dim), ("d", obs_dim)):
             self.register_buffer(f"{name}_shift", torch.zeros(num_models, dim))
@@ -120,7 +123,7 @@ class DynamicsEnsemble(BatchedMLP):
             max_steps: float = math.inf, seed: int = 123,
             progress: bool = True) -> list[torch.Tensor]:
         """Train all members together on transitions s, a, s_next [M, .] (same device as the
-        model). Each epoch, member e visits the data in its own order (generator seed + e) in
+        model). Each epoch, member e visits the data in its own order (stream DYNAMICS_ORDER, e) in
         M // batch_size minibatches; training stops after the epoch in which the total step
         count reaches max_steps. Returns the per-member mean minibatch loss of each epoch, [E]."""
         self.set_normalisation(s, a, s_next)
@@ -129,7 +132,8 @@ class DynamicsEnsemble(BatchedMLP):
             raise MorelError(f"dataset has {num} transitions, fewer than fit_mb_size "
                              f"{batch_size}; lower fit_mb_size")
         optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
-        gens = [torch.Generator().manual_seed(seed + e) for e in range(self.num_models)]
+        gens = [torch_generator(stream(seed, Stream.DYNAMICS_ORDER, e))
+                for e in range(self.num_models)]
         d_scale = self.d_scale[:, None] + 1e-8
         steps_per_epoch, total, history = num // batch_size, 0, []
         bar = tqdm(total=epochs, desc="fitting dynamics", unit="epoch", disable=not progress,

@@ -13,6 +13,7 @@ from tabulate import tabulate
 from morel.config import MorelConfig
 from morel.dynamics import DynamicsEnsemble, load_ensemble
 from morel.errors import MorelError
+from morel.floats import flush_subnormals
 from morel.pmdp import truncate_limit
 from morel.reward_model import RewardEnsemble
 
@@ -25,6 +26,7 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
     model_learning_time, and with `learn_reward` a reward model per member (rew_loss_i: MSE,
     reward units).
     """
+    flush_subnormals()
     start = time.perf_counter()
     log: dict[str, Any] = {}
     if cfg.model_file:

@@ -142,10 +142,17 @@ class EnvBatch:
         self.num_envs = len(envs)
         self._obs = np.zeros((self.num_envs, envs[0].obs_dim))
 
-    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
-        """Reset every env (env i with seed + i); observations [num_envs, obs_dim]."""
+    def reset(self, seed: int | Sequence[int] | None = None) -> tuple[np.ndarray, dict]:
+        """Reset every env, env i with seed + i or seed[i] (gymnasium's vector-env rule);
+        observations [num_envs, obs_dim]."""
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        elif len(seed) == self.num_envs:
+            seeds = [int(s) for s in seed]
+        else:
+            raise ValueError(f"{len(seed)} seeds for {self.num_envs} envs")
         for i, env in enumerate(self.envs):
-            self._obs[i] = env.reset(seed=None if seed is None else seed + i)[0]
+            self._obs[i] = env.reset(seed=seeds[i])[0]
         return self._obs.copy(), {}
 
     def step(self, actions: np.ndarray
@@ -164,7 +171,7 @@ class EnvBatch:
 
 def make_vector_env(env: EnvSource, num_envs: int, act_repeat: int = 1,
                     obs_mask: Sequence[float] | None = None) -> EnvBatch:
-    """`num_envs` MorelEnvs in an EnvBatch; `reset(seed=s)` seeds env i with s + i."""
+    """`num_envs` MorelEnvs in an EnvBatch; `reset(seed=s)` seeds env i with s + i (or s[i])."""
     if isinstance(env, str):
         check_env_id(env)
     return EnvBatch([make_env(env, act_repeat, obs_mask) for _ in range(num_envs)])

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import torch
 
+from morel.floats import flush_subnormals
+
 
 class MorelError(Exception):
     """A problem with the user's input (file, key, flag): the message names it and the fix."""
@@ -25,7 +27,9 @@ def check_finite(where: str, *tensors: torch.Tensor) -> None:
 
 
 def run_cli(main: Callable[[], None]) -> None:
-    """Run a script's `main`; a MorelError prints `error: ...` on stderr and exits with code 2."""
+    """Run a script's `main` with subnormal floats flushed (morel.floats); a MorelError prints
+    `error: ...` on stderr and exits with code 2."""
+    flush_subnormals()
     try:
         main()
     except MorelError as err:

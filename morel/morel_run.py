@@ -1,6 +1,7 @@
 """MOReL's training loop (run_morel.py): dataset -> ensemble -> pessimistic MDP -> NPG.
 
-Per iteration k (every random stream seeded from `seed` and k, so resumed runs repeat exactly):
+Per iteration k (its random streams are the run seed's streams ITERATION k and EVALUATION k,
+morel.seeding, so resumed runs repeat exactly):
 draw `update_paths` start states, roll each through every ensemble member in the P-MDP, take an
 NPG step on those paths, fit the baseline on them, and score the mean-action policy in the real
 env (`eval_rollouts` episodes). The best policy is kept by eval score (by model return when
@@ -34,6 +35,7 @@ from morel.ensemble_fit import (
 )
 from morel.envs import check_env_id, make_env, make_vector_env
 from morel.errors import MorelError
+from morel.floats import flush_subnormals
 from morel.jobdir import (
     check_job_dir,
     clear_run_files,
@@ -46,8 +48,9 @@ from morel.pmdp import HaltRules, pmdp_rollouts
 from morel.policies import GaussianMLP, save_policy
 from morel.reward_files import RewardFile, load_reward_file
 from morel.reward_model import learned_reward_function
-from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
+from morel.sampling import episode_returns, mean_action_fn
 from morel.scores import normalized_score
+from morel.seeding import Stream, int_seed, stream, torch_generator
 
 PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
 
@@ -174,6 +177,7 @@ def all_paths_ended_error(iteration: int, job: Path, min_length: int,
 def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
               resume: bool = False, force: bool = False, progress: bool = True) -> float:
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
+    flush_subnormals()
     check_env_id(cfg.env_name)
     if cfg.bc_init_std and not cfg.bc_init:
         raise ConfigError(f"{cfg.source or 'config'}: 'bc_init_std' needs 'bc_init': True")
@@ -203,7 +207,8 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
 
     policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
-    baseline = MLPBaseline(obs_dim, (128, 128), 1e-3, 1e-3, 256, 1, seed=cfg.seed, device=device)
+    baseline = MLPBaseline(obs_dim, (128, 128), 1e-3, 1e-3, 256, 1,
+                           seed=int_seed(stream(cfg.seed, Stream.BASELINE_INIT)), device=device)
     agent = NPGAgent(policy, baseline, NPGSettings.from_config(cfg))
     start, best_score = 0, -math.inf
     if resume:
@@ -213,7 +218,8 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         print(f"resuming {job} at iteration {start} (best score {best_score:.1f})")
     elif cfg.bc_init:
         bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
-                                             generator=torch.Generator().manual_seed(cfg.seed),
+                                             generator=torch_generator(stream(cfg.seed,
+                                                                              Stream.BC)),
                                              progress=progress)
         log.log_dict({"bc_loss_before": bc_before, "bc_loss_after": bc_after})
         if cfg.bc_init_std:
@@ -239,7 +245,7 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
                initial=start, total=cfg.num_iter, disable=not progress)
     for it in bar:
         t_start = time.perf_counter()
-        gen = torch.Generator().manual_seed(cfg.seed + it)
+        gen = torch_generator(stream(cfg.seed, Stream.ITERATION, it))
         starts = start_states(cfg, data, gen)
         rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
                                  reward.termination_function, cfg.reward_timing,
@@ -252,8 +258,8 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
         t_eval = time.perf_counter()
         if eval_env is not None:
-            seed = cfg.seed + EVAL_SEED_OFFSET + it * cfg.eval_rollouts
-            eval_score = float(np.mean(episode_returns(eval_env, greedy, seed)))
+            episodes = stream(cfg.seed, Stream.EVALUATION, it)
+            eval_score = float(np.mean(episode_returns(eval_env, greedy, episodes)))
         else:
             eval_score = math.nan
         score = eval_score if eval_env is not None else stats["stoc_pol_mean"]

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from morel.dynamics import BatchedMLP, DynamicsEnsemble, member_orders
 from morel.errors import MorelError
+from morel.seeding import Stream, stream, torch_generator
 
 
 class RewardEnsemble(BatchedMLP):
@@ -25,7 +26,8 @@ class RewardEnsemble(BatchedMLP):
     def __init__(self, num_models: int, obs_dim: int, act_dim: int,
                  hidden_sizes: Sequence[int] = (100, 100), seed: int = 123):
         hidden = tuple(int(h) for h in hidden_sizes)
-        super().__init__(num_models, (2 * obs_dim + act_dim, *hidden, 1), "relu", seed)
+        super().__init__(num_models, (2 * obs_dim + act_dim, *hidden, 1), "relu", seed,
+                         Stream.REWARD_INIT)
         self.hidden_sizes = hidden
         self.register_buffer("r_shift", torch.zeros(num_models))
         self.register_buffer("r_scale", torch.ones(num_models))
@@ -52,7 +54,8 @@ class RewardEnsemble(BatchedMLP):
             self.r_shift.fill_(float(r.mean()))
             self.r_scale.fill_(float((r - r.mean()).abs().mean()))
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
-        gens = [torch.Generator().manual_seed(seed + 1000 + e) for e in range(self.num_models)]
+        gens = [torch_generator(stream(seed, Stream.REWARD_ORDER, e))
+                for e in range(self.num_models)]
         rows = torch.arange(self.num_models, device=dev)[:, None]
         steps_per_epoch, total = num // batch_size, 0
         epoch_loss = torch.zeros(self.num_models, device=dev)

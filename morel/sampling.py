@@ -20,13 +20,12 @@ from tqdm import tqdm
 
 from morel.envs import EnvBatch
 from morel.errors import MorelError
+from morel.seeding import episode_seeds, noise_rng
 
 # obs [N, obs_dim] -> (mean [N, act_dim], std [N, act_dim])
 GaussianFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # (obs [N, obs_dim], rng) -> actions [N, act_dim]
 ActionFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-# evaluation episodes of iteration k are seeded seed + EVAL_SEED_OFFSET + k * episodes
-EVAL_SEED_OFFSET = 1_000_000
 
 _MODE = re.compile(r"^(pure|eps-(?P<eps>[0-9.]+)|gauss-(?P<gauss>[0-9.]+))$")
 
@@ -93,17 +92,19 @@ def gaussian_action_fn(policy: GaussianFn, mode: ActionMode, low: np.ndarray,
     return act
 
 
-def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int, seed: int,
+def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int,
+                     seeds: np.random.SeedSequence,
                      progress: bool = True) -> list[dict[str, Any]]:
     """Roll whole episodes until at least `num_samples` steps are collected.
 
     Once the target is reached no new episode is started, but episodes in flight are finished
-    (dropping them would bias the data towards short episodes). Deterministic given `seed` and
-    the number of envs: env i is seeded with seed + i, the action noise with `seed`.
+    (dropping them would bias the data towards short episodes). Deterministic given `seeds` and
+    the number of envs: env i is reset with episode_seeds(seeds)[i], the action noise drawn from
+    noise_rng(seeds) (morel.seeding).
     Returns paths with observations [T, obs_dim], actions [T, act_dim], rewards [T] (float32)
     and `terminated` (the env ended the episode; False at the time limit).
     """
-    rng = np.random.default_rng(seed)
+    rng = noise_rng(seeds)
     n = vec_env.num_envs
     env0 = vec_env.envs[0]
     horizon = env0.horizon
@@ -115,7 +116,7 @@ def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int, seed: i
     rows = np.arange(n)
     paths: list[dict[str, Any]] = []
     collected = 0
-    obs, _ = vec_env.reset(seed=seed)
+    obs, _ = vec_env.reset(seed=episode_seeds(seeds, n))
     with tqdm(total=num_samples, desc="collecting", unit="step", disable=not progress,
               dynamic_ncols=True) as bar:
         while active.any():
@@ -142,16 +143,18 @@ def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int, seed: i
     return paths
 
 
-def episode_returns(vec_env: EnvBatch, act: ActionFn, seed: int) -> np.ndarray:
+def episode_returns(vec_env: EnvBatch, act: ActionFn,
+                    seeds: np.random.SeedSequence) -> np.ndarray:
     """Run exactly one episode in each env of `vec_env`; undiscounted returns [num_envs].
 
-    Env i is seeded with seed + i and the action noise (if any) with `seed`.
+    Env i is reset with episode_seeds(seeds)[i] and the action noise (if any) drawn from
+    noise_rng(seeds), so the first k episodes do not depend on the number of envs.
     """
-    rng = np.random.default_rng(seed)
+    rng = noise_rng(seeds)
     n = vec_env.num_envs
     returns = np.zeros(n)
     running = np.ones(n, bool)
-    obs, _ = vec_env.reset(seed=seed)
+    obs, _ = vec_env.reset(seed=episode_seeds(seeds, n))
     while running.any():
         obs, rewards, terminated, truncated, _ = vec_env.step(act(obs, rng))
         returns += np.where(running, rewards, 0.0)

@@ -10,7 +10,8 @@ from conftest import ROOT, collect_hopper_medium, read_job_log, run_script
 from morel.bc import bc_loss, behavior_clone, match_residual_std
 from morel.envs import make_vector_env
 from morel.policies import GaussianMLP, load_policy
-from morel.sampling import EVAL_SEED_OFFSET, episode_returns, mean_action_fn
+from morel.sampling import episode_returns, mean_action_fn
+from morel.seeding import Stream, stream
 
 
 def test_bc_fits_a_known_policy():
@@ -66,7 +67,7 @@ def test_run_bc_job_scores_the_saved_policy_on_the_raw_env(tmp_path):
     assert meta["trained_by"] == "run_bc.py" and meta["obs_mask"] == [1.0] * 11
     env = make_vector_env("Hopper-v5", 3, 1)  # raw observations: the mask is folded in
     returns = episode_returns(env, mean_action_fn(policy.double().mean_std),
-                              4 + EVAL_SEED_OFFSET)
+                              stream(4, Stream.EVALUATION, 0))
     assert log["eval_score"][0] == pytest.approx(float(np.mean(returns)), rel=1e-3)
     again = run_script("run_bc.py", "-c", ROOT / "configs" / "hopper_v5_quick.txt", "-o", job,
                        "--set", f"data_file={data}")

@@ -47,6 +47,9 @@ def test_bench_quick_run_writes_every_ratio(tmp_path):
     ratios = [r["fitting"]["1000"]["fraction_of_peak"], r["fitting"]["256"]["fraction_of_peak"],
               r["sampling"]["over_floor"], r["sampling"]["speedup_over_reference"],
               r["iteration"]["speedup_over_reference"], r["iteration"]["fvp_over_floor"],
-              r["iteration"]["fvp_speedup"], r["collection"]["fraction_of_raw"]]
+              r["iteration"]["fvp_speedup"], r["collection"]["fraction_of_raw"],
+              r["long_run"]["fit_ratio"], r["long_run"]["iteration_ratio"]]
     assert all(0 < x < 100 for x in ratios), ratios
     assert "| measure" in (tmp_path / "b.md").read_text()
+    if r["flush_subnormals"]:  # x86 (FTZ/DAZ): no float op leaves a subnormal behind
+        assert r["long_run"]["drifted_subnormals"] == 0

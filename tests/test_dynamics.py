@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+import morel.dynamics
+from morel import seeding
 from morel.dynamics import DynamicsEnsemble, load_ensemble, save_ensemble
 from morel.errors import MorelError
 
@@ -39,10 +41,17 @@ def test_batched_ensemble_equals_separate_models(activation):
     torch.testing.assert_close(own, pred)
 
 
-def test_members_are_initialised_from_seed_plus_index():
+def as_member(monkeypatch, e):
+    """Make a 1-member ensemble take member e's streams (its weights and data order)."""
+    monkeypatch.setattr(morel.dynamics, "stream",
+                        lambda seed, purpose, i: seeding.stream(seed, purpose, i + e))
+
+
+def test_members_are_initialised_from_their_own_streams(monkeypatch):
     batched = DynamicsEnsemble(3, 4, 2, (8,), seed=10)
     for e in range(3):
-        alone = DynamicsEnsemble(1, 4, 2, (8,), seed=10 + e)
+        as_member(monkeypatch, e)
+        alone = DynamicsEnsemble(1, 4, 2, (8,), seed=10)
         for wb, wa in zip(batched.weights, alone.weights):
             torch.testing.assert_close(wb[e], wa[0], rtol=0, atol=0)
     assert not torch.equal(batched.weights[0][0], batched.weights[0][1])
@@ -76,14 +85,14 @@ def test_fit_recovers_a_linear_system():
                                torch.full((2, 500), 1.5))  # never-changing dim stays exact
 
 
-def test_batched_fit_equals_fitting_each_member_alone():
+def test_batched_fit_equals_fitting_each_member_alone(monkeypatch):
     s, a, s_next = linear_system(600)
     batched = DynamicsEnsemble(2, 4, 2, (16,), seed=3)
-    hist = batched.fit(s, a, s_next, epochs=2, batch_size=50, seed=7, progress=False)
+    hist = batched.fit(s, a, s_next, epochs=2, batch_size=50, seed=3, progress=False)
     for e in range(2):
-        alone = DynamicsEnsemble(1, 4, 2, (16,), seed=3 + e)
-        alone_hist = alone.fit(s, a, s_next, epochs=2, batch_size=50, seed=7 + e,
-                               progress=False)
+        as_member(monkeypatch, e)
+        alone = DynamicsEnsemble(1, 4, 2, (16,), seed=3)
+        alone_hist = alone.fit(s, a, s_next, epochs=2, batch_size=50, seed=3, progress=False)
         torch.testing.assert_close(hist[-1][e], alone_hist[-1][0], rtol=1e-5, atol=1e-7)
         for wb, wa in zip(batched.weights, alone.weights):
             torch.testing.assert_close(wb[e], wa[0], rtol=1e-4, atol=1e-6)

@@ -144,8 +144,10 @@ def test_max_kl_halves_the_step_until_its_kl_fits():
         old = GaussianMLP(3, 2, (16, 16), init_log_std=-0.5, seed=1)
         policy.set_flat_params(before + free * 0.5 ** (k - 1))
         assert float(gaussian_kl(old(obs), old.log_std, policy(obs), policy.log_std)) > limit
-    _, _, _, tiny, stats = step(1e-30)  # halved until the step is lost to float32 rounding
-    assert stats["kl_dist"] <= 1e-30 and stats["kl_backtracks"] > 10
+    # a limit no step can meet: the halving still ends (at KL 0 once the step is lost to float32
+    # rounding; how many halvings that takes depends on the CPU's rounding, so it is not tested)
+    _, _, _, tiny, tiny_stats = step(1e-30)
+    assert tiny_stats["kl_dist"] <= 1e-30 and tiny_stats["kl_backtracks"] > k
     assert float(tiny.abs().max()) < 1e-4 * float(free.abs().max())
 
 

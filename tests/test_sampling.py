@@ -14,6 +14,7 @@ from morel.sampling import (
     gaussian_action_fn,
     uniform_action_fn,
 )
+from morel.seeding import episode_seeds
 
 LOW, HIGH = -np.ones(2), np.ones(2)
 
@@ -53,7 +54,8 @@ def test_collection_gets_whole_episodes_and_is_deterministic():
     def collect():
         vec = make_vector_env("Hopper-v5", 4, act_repeat=2)
         low, high = vec.envs[0].action_space.low, vec.envs[0].action_space.high
-        return collect_episodes(vec, uniform_action_fn(low, high), 600, seed=7, progress=False)
+        return collect_episodes(vec, uniform_action_fn(low, high), 600,
+                                np.random.SeedSequence(7), progress=False)
 
     paths = collect()
     samples = sum(len(p["rewards"]) for p in paths)
@@ -69,15 +71,19 @@ def test_collection_gets_whole_episodes_and_is_deterministic():
 
 
 def test_episode_returns_equal_single_env_episodes():
-    """One episode per env, env i seeded seed + i: the same returns as a plain loop."""
+    """One episode per env, env i reset with episode_seeds(seeds)[i]: the same returns as a
+    plain loop; the first 2 of 3 episodes are those of a 2-env batch."""
 
     def act(obs, rng):
         return np.tanh(obs[:, :3] * 2.0).astype(np.float32)  # deterministic, state dependent
 
-    returns = episode_returns(make_vector_env("Hopper-v5", 3), act, seed=11)
+    seeds = np.random.SeedSequence(11)
+    returns = episode_returns(make_vector_env("Hopper-v5", 3), act, seeds)
+    np.testing.assert_array_equal(episode_returns(make_vector_env("Hopper-v5", 2), act, seeds),
+                                  returns[:2])
     for i in range(3):
         env = make_env("Hopper-v5")
-        obs, _ = env.reset(seed=11 + i)
+        obs, _ = env.reset(seed=episode_seeds(seeds, 3)[i])
         total, done = 0.0, False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(act(obs[None], None)[0])

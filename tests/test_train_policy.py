@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import assert_same_run, kill_at_first_checkpoint, read_job_log, run_script
 
@@ -99,6 +100,10 @@ def test_explore_results_plots_the_run(runs, tmp_path):
                      "--output", tmp_path / "two.png")
     assert two.returncode == 0, two.stderr
     assert "mean ± std" in two.stdout and (tmp_path / "two.png").is_file()
+    lowest = min(np.mean(read_job_log(root / name)["eval_score"][-10:])
+                 for name in ("full", "killed"))
+    row = next(line for line in two.stdout.splitlines() if line.startswith("eval_score"))
+    assert "lowest run's mean of last 10" in two.stdout and f"{lowest:.4g}" in row.split()
     bad = run_script("utils/explore_results.py", "--data", root / "full", "--keys", "nope")
     assert bad.returncode == 2 and "no key(s) nope" in bad.stderr
 

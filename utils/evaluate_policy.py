@@ -29,6 +29,7 @@ from morel.sampling import (  # noqa: E402
     gaussian_action_fn,
     mean_action_fn,
 )
+from morel.seeding import Stream, seed_arg, stream  # noqa: E402
 
 
 def evaluate(path: str, episodes: int, seed: int) -> list[str]:
@@ -49,8 +50,9 @@ def evaluate(path: str, episodes: int, seed: int) -> list[str]:
 
     stochastic = gaussian_action_fn(policy_fn, ActionMode("pure"), low, high)
     deterministic = mean_action_fn(policy_fn)
-    det = episode_returns(vec_env, deterministic, seed)
-    sto = episode_returns(vec_env, stochastic, seed)
+    episodes_seeds = stream(seed, Stream.EVALUATION)
+    det = episode_returns(vec_env, deterministic, episodes_seeds)
+    sto = episode_returns(vec_env, stochastic, episodes_seeds)
     return [Path(path).name, env_name, f"{det.mean():.0f} ± {det.std():.0f}",
             f"{sto.mean():.0f} ± {sto.std():.0f}"]
 
@@ -59,7 +61,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--policy", nargs="+", required=True, help="policy files (.pt)")
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="env i of the batch is seeded seed + i")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of the episodes (stream EVALUATION of morel.seeding; the same "
+                        "episodes for both columns)")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.episodes < 1:

@@ -8,7 +8,7 @@
 through the restricted unpickler, log.csv without evaluating anything). The plot has one panel
 per key (default: every key logged at each iteration); several runs are drawn as mean ± std.
 A table gives, per key, the last value, the mean of the last 10 values (each as mean ± std over
-runs) and the largest value.
+runs; with several runs also the lowest run's mean of the last 10) and the largest value.
 """
 
 from __future__ import annotations
@@ -75,9 +75,11 @@ def main() -> None:
         spread = len(logs) > 1
         rows.append([key, f"{last.mean():.4g}" + (f" ± {last.std():.4g}" if spread else ""),
                      f"{tail.mean():.4g}" + (f" ± {tail.std():.4g}" if spread else ""),
-                     f"{best:.4g}"])
+                     *([f"{tail.min():.4g}"] if spread else []), f"{best:.4g}"])
     runs = f" (mean ± std over {len(logs)} runs)" if len(logs) > 1 else ""
-    print(tabulate(rows, headers=["key", f"last{runs}", f"mean of last 10{runs}", "max"]))
+    lowest = ["lowest run's mean of last 10"] if len(logs) > 1 else []
+    print(tabulate(rows, headers=["key", f"last{runs}", f"mean of last 10{runs}", *lowest,
+                                  "max"]))
     print(f"plot: {output}")
 
 
