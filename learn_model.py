@@ -11,8 +11,8 @@ would give.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from morel.atomic import check_writable_path
 from morel.config import load_config, override
 from morel.device import resolve_device
 from morel.dynamics import save_ensemble
@@ -41,13 +41,13 @@ def main() -> None:
     if cfg.model_file:
         raise MorelError(f"{args.config}: model_file is set, so there is nothing to fit; "
                          "remove it to fit a new ensemble")
-    output = Path(args.output)
+    output = check_writable_path(args.output)
     if output.exists() and not args.force:
         raise MorelError(f"{output}: file exists; choose another --output or pass --force")
     check_env_id(cfg.env_name)
     device = resolve_device(cfg.device)
     env = make_env(cfg.env_name, cfg.act_repeat)
-    reward = load_reward(cfg, args.include, env.obs_dim)
+    reward = load_reward(cfg, args.include, env.obs_dim, env.act_dim)
     data = load_offline_data(cfg, env.obs_dim, env.act_dim, reward, device)
     model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device,
                                       learn_reward=reward.reward_function is None)

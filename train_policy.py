@@ -31,7 +31,13 @@ from morel.data import Dataset, save_dataset
 from morel.device import resolve_device
 from morel.envs import check_env_id, make_vector_env
 from morel.errors import run_cli
-from morel.jobdir import iteration_table, load_checkpoint, prepare_job_dir, save_iteration
+from morel.jobdir import (
+    iteration_table,
+    job_lock,
+    load_checkpoint,
+    prepare_job_dir,
+    save_iteration,
+)
 from morel.logger import DataLog
 from morel.paths import PathBatch
 from morel.plots import SCORE_KEYS
@@ -94,8 +100,14 @@ def main() -> None:
     check_env_id(cfg.env_name)
     device = resolve_device(cfg.device)
     job = Path(args.output)
-    prepare_job_dir(job, cfg.to_dict(), args.resume, args.force)
+    with job_lock(job):
+        prepare_job_dir(job, cfg.to_dict(), args.resume, args.force)
+        train(cfg, job, device, args.resume, args.save_samples)
 
+
+def train(cfg: PolicyTrainConfig, job: Path, device: torch.device, resume: bool,
+          keep_samples: bool) -> None:
+    """The NPG iterations of main (the job directory is prepared and locked)."""
     vec_env = make_vector_env(cfg.env_name, cfg.num_envs, cfg.act_repeat)
     eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat)
                 if cfg.eval_rollouts else None)
@@ -107,9 +119,8 @@ def main() -> None:
     greedy = mean_action_fn(policy.mean_std)
 
     log, start, best_score = DataLog(), 0, -math.inf
-    if args.resume:
-        state = load_checkpoint(job)
-        agent.load_state_dict(state["agent"])
+    if resume:
+        state = load_checkpoint(job, agent)
         log, start, best_score = DataLog(state["log"]), state["iteration"], state["best_score"]
         print(f"resuming {job} at iteration {start} (best eval score {best_score:.1f})")
     write_config_json(cfg, job / "job_data.json")
@@ -121,7 +132,7 @@ def main() -> None:
         paths = collect_episodes(vec_env, explore, cfg.num_samples,
                                  stream(cfg.seed, Stream.SAMPLING, it), progress=False)
         time_sampling = time.perf_counter() - t_start
-        if args.save_samples:
+        if keep_samples:
             save_samples(job, it, paths, cfg, env0.obs_dim)
         batch = PathBatch.from_paths(paths, device)
         generator = torch_generator(stream(cfg.seed, Stream.ITERATION, it))

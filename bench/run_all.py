@@ -371,6 +371,17 @@ def collection(quick: bool) -> dict:
             "fraction_of_raw": rate / raw_rate}
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -463,7 +474,7 @@ def main() -> None:
                "long_run": drift, "flush_subnormals": flush,
                "collection": col, "device": str(device),
                "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                               else platform.processor() or platform.machine()),
+                               else cpu_name()),
                "threads": torch.get_num_threads(), "torch": torch.__version__,
                "commit": git_commit(), "date": time.strftime("%Y-%m-%d"), "quick": args.quick,
                "wall_s": time.perf_counter() - started}

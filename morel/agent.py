@@ -57,10 +57,13 @@ def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianM
     if not cfg.init_policy:
         return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
                            seed=int_seed(stream(cfg.seed, Stream.POLICY_INIT)))
-    policy, _ = load_policy(cfg.resolve_path("init_policy"))
+    policy, meta = load_policy(cfg.resolve_path("init_policy"))
     if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
         raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
                          f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")
+    if meta.get("env_name", cfg.env_name) != cfg.env_name:
+        raise MorelError(f"init_policy {cfg.init_policy}: trained on env '{meta['env_name']}', "
+                         f"the config's env is '{cfg.env_name}'")
     return policy
 
 

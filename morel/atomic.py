@@ -12,8 +12,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from morel.errors import MorelError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def check_writable_path(path: str | Path) -> Path:
+    """Refuse (one-line MorelError) an output path that cannot be written: a symbolic link to a
+    missing target, or a path below something that is not a folder. Changes nothing."""
+    path = Path(path)
+    for place in (path, *path.parents):
+        if place.is_symlink() and not place.exists():
+            raise MorelError(f"{path}: {place} is a symbolic link to a missing target "
+                             f"({os.readlink(place)}); remove it or choose another --output")
+        if place != path and place.exists():
+            if not place.is_dir():
+                raise MorelError(f"{path}: {place} is a file, not a folder; choose another "
+                                 "--output")
+            break
+    return path
 
 
 @contextmanager

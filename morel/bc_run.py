@@ -18,9 +18,9 @@ from morel.bc import behavior_clone
 from morel.config import MorelConfig, write_config_json
 from morel.envs import check_env_id, make_env, make_vector_env
 from morel.floats import flush_subnormals
-from morel.jobdir import check_job_dir, clear_run_files
+from morel.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.logger import DataLog
-from morel.morel_run import deployable_policy, load_offline_data, load_reward
+from morel.morel_run import OfflineData, deployable_policy, load_offline_data, load_reward
 from morel.policies import save_policy
 from morel.sampling import episode_returns, mean_action_fn
 from morel.scores import normalized_score
@@ -35,8 +35,16 @@ def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10
     check_env_id(cfg.env_name)
     probe = make_env(cfg.env_name, cfg.act_repeat)
     obs_dim, act_dim = probe.obs_dim, probe.act_dim
-    reward = load_reward(cfg, include, obs_dim)
+    reward = load_reward(cfg, include, obs_dim, act_dim)
     data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    with job_lock(job):
+        return _clone_into_job(cfg, job, device, data, episodes, force, progress)
+
+
+def _clone_into_job(cfg: MorelConfig, job: Path, device: torch.device, data: OfflineData,
+                    episodes: int, force: bool, progress: bool) -> float:
+    """run_bc's work once the job directory is locked."""
+    obs_dim, act_dim = data.tensors["s"].shape[1], data.tensors["a"].shape[1]
     old_run_files = check_job_dir(job, cfg.to_dict(), False, force)
     start = time.perf_counter()
     policy = policy_from_config(cfg, obs_dim, act_dim).to(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,23 @@ def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", s
             raise MorelError(f"{policy}: policy is for obs/act dims {net.obs_dim}/"
                              f"{net.act_dim}, env '{env_name}' has "
                              f"{env0.obs_dim}/{env0.act_dim}")
+        if meta.get("env_name", env_name) != env_name:
+            raise MorelError(f"{policy}: policy was trained on env '{meta['env_name']}', the "
+                             f"collection asks for '{env_name}'; use that env or another policy")
+        if meta.get("act_repeat", act_repeat) != act_repeat:  # a choice (the original's data)
+            warnings.warn(f"{policy}: policy was trained with act_repeat {meta['act_repeat']}, "
+                          f"collecting with {act_repeat}: each of its actions is held for "
+                          f"{act_repeat} env steps", stacklevel=2)
         # the policy takes observations masked by its own obs_mask (ones: raw observations)
         to_policy = np.asarray(meta.get("obs_mask") or np.ones(env0.obs_dim)) / mask
         act = gaussian_action_fn(lambda obs: net.mean_std(obs * to_policy), action_mode, low,
                                  high)
     paths = collect_episodes(vec_env, act, int(size), stream(seed, Stream.COLLECTION),
                              progress=progress)
+    for i, path in enumerate(paths):  # e.g. a policy whose output is NaN: write nothing
+        if not np.isfinite(path["actions"]).all():
+            raise MorelError(f"{policy}: the policy's actions are NaN/inf (episode {i}); no "
+                             "dataset written")
     return Dataset(paths, meta={
         "env_name": env_name, "act_repeat": act_repeat, "obs_mask": mask.tolist(),
         "policy": str(policy), "mode": mode, "seed": seed, "num_envs": num_envs,

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from morel.seeding import MAX_SEED
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAX_CONFIG_BYTES = 1_000_000
+MAX_INT = 10**12  # every int key (seed aside) lies in [-MAX_INT, MAX_INT]; floats are finite
+MAX_LAYERS, MAX_LAYER_SIZE = 16, 65_536
 
 
 class ConfigError(MorelError):
@@ -48,11 +51,23 @@ def _unit(doc: str) -> Any:
     return _doc(doc, lambda v: 0 <= v <= 1, "must be in [0, 1]")
 
 
+def _count(doc: str, high: int, low: int = 1) -> Any:
+    """An int key that sizes work or memory: in [low, high]."""
+    return _doc(doc, lambda v: low <= v <= high, f"must be in [{low}, {high}]")
+
+
+def _sizes(doc: str) -> Any:
+    """Hidden layer sizes: 1 to MAX_LAYERS layers of 1 to MAX_LAYER_SIZE units."""
+    return _doc(doc, lambda v: 1 <= len(v) <= MAX_LAYERS and all(0 < h <= MAX_LAYER_SIZE
+                                                                  for h in v),
+                f"must be 1 to {MAX_LAYERS} sizes in [1, {MAX_LAYER_SIZE}]")
+
+
 @dataclass(frozen=True)
 class FIMInvertArgs:
     """Conjugate-gradient settings for solving F x = g (the original's `FIM_invert_args`)."""
 
-    iters: int = field(default=10, metadata=_positive("conjugate-gradient iterations"))
+    iters: int = field(default=10, metadata=_count("conjugate-gradient iterations", 10_000))
     damping: float = field(default=1e-4, metadata=_non_negative("Tikhonov damping added to F"))
 
 
@@ -105,23 +120,21 @@ class CommonKeys(ConfigMethods):
     """Keys shared by MOReL configs and real-env NPG configs (train_policy.py)."""
 
     env_name: str = field(metadata=_doc("gymnasium env id, e.g. 'Hopper-v5'"))
-    act_repeat: int = field(default=1, metadata=_positive("env steps per agent step"))
+    act_repeat: int = field(default=1, metadata=_count("env steps per agent step", 10_000))
     seed: int = field(
         default=123,
         metadata=_doc("seed of every random stream in the run (morel.seeding)",
                       lambda v: 0 <= v <= MAX_SEED, "must be in [0, 2**63 - 1]"),
     )
-    num_iter: int = field(default=500, metadata=_non_negative("NPG iterations"))
-    eval_rollouts: int = field(default=0, metadata=_non_negative("real-env episodes per iter"))
+    num_iter: int = field(default=500, metadata=_count("NPG iterations", 10**7, 0))
+    eval_rollouts: int = field(default=0,
+                               metadata=_count("real-env episodes per iter", 10_000, 0))
     save_freq: int = field(default=10, metadata=_positive("iterations between checkpoints"))
     device: str = field(default="cpu", metadata=_doc("'cpu', 'cuda', 'cuda:N' or 'auto'"))
     init_policy: str | None = field(default=None, metadata=_doc("policy file to start from"))
     exp_notes: str = field(default="", metadata=_doc("free text kept in job_data.json"))
-    policy_size: tuple[int, ...] = field(
-        default=(64, 64),
-        metadata=_doc("policy MLP hidden sizes", lambda v: all(h > 0 for h in v),
-                      "sizes must be > 0"),
-    )
+    policy_size: tuple[int, ...] = field(default=(64, 64),
+                                         metadata=_sizes("policy MLP hidden sizes"))
     step_size: float = field(default=0.02, metadata=_positive("NPG normalised step size"))
     max_kl: float | None = field(
         default=None,
@@ -150,7 +163,7 @@ class MorelConfig(CommonKeys):
     """
 
     data_file: str = field(metadata=_doc("dataset file: .pickle (original format), .npz or .h5"))
-    num_models: int = field(default=4, metadata=_positive("dynamics ensemble members"))
+    num_models: int = field(default=4, metadata=_count("dynamics ensemble members", 1024))
     learn_reward: bool = field(
         default=True,
         metadata=_doc("learn a reward model; a reward_function from reward_file wins over it"),
@@ -185,20 +198,18 @@ class MorelConfig(CommonKeys):
         default=0.0,
         metadata=_doc("extra reward at a halt when halt_terminates is True (the paper's -kappa)"),
     )
-    hidden_size: tuple[int, ...] = field(
-        default=(64, 64),
-        metadata=_doc("dynamics MLP hidden sizes", lambda v: all(h > 0 for h in v),
-                      "sizes must be > 0"),
-    )
+    hidden_size: tuple[int, ...] = field(default=(64, 64),
+                                         metadata=_sizes("dynamics MLP hidden sizes"))
     activation: Literal["relu", "tanh"] = field(default="relu",
                                                 metadata=_doc("dynamics activation"))
     fit_lr: float = field(default=1e-3, metadata=_positive("dynamics Adam learning rate"))
     fit_wd: float = field(default=0.0, metadata=_non_negative("dynamics Adam weight decay"))
-    fit_mb_size: int = field(default=256, metadata=_positive("dynamics minibatch size"))
-    fit_epochs: int = field(default=25, metadata=_positive("dynamics training epochs"))
+    fit_mb_size: int = field(default=256, metadata=_count("dynamics minibatch size", 10**7))
+    fit_epochs: int = field(default=25, metadata=_count("dynamics training epochs", 10**6))
     refresh_fit: bool = field(default=False, metadata=_doc("unused, kept for compatibility"))
     max_steps: int = field(default=10_000, metadata=_positive("cap on dynamics gradient steps"))
-    update_paths: int = field(default=50, metadata=_positive("start states per iteration"))
+    update_paths: int = field(default=50,
+                              metadata=_count("start states per iteration", 10**6))
     start_state: Literal["init", "buffer"] = field(
         default="init", metadata=_doc("'init': dataset path starts; 'buffer': mix with any state")
     )
@@ -208,7 +219,8 @@ class MorelConfig(CommonKeys):
                       lambda v: v is None or 0 <= v <= 1, "must be in [0, 1] or None"),
     )
     horizon: int = field(default=1_000_000,
-                         metadata=_positive("model rollout length (clipped to env horizon)"))
+                         metadata=_count("model rollout length (clipped to env horizon)",
+                                         10**7))
 
 
 Schema = typing.TypeVar("Schema", bound=ConfigMethods)
@@ -384,6 +396,9 @@ def _build(cls: type, data: dict, lines: dict[str, int], src: str, prefix: str =
         if not ok:
             raise ConfigError(f"{where}: key '{prefix}{key}' expects {_type_name(tp)}, got "
                               f"{type(value).__name__} {value!r}")
+        if key != "seed" and not _plain_numbers(converted):
+            raise ConfigError(f"{where}: key '{prefix}{key}' must be a finite number (ints "
+                              f"within +-{MAX_INT:.0e}), got {str(converted)[:60]}")
         meta = fields[key].metadata
         if meta.get("check") is not None and not meta["check"](converted):
             raise ConfigError(f"{where}: key '{prefix}{key}' {meta['rule']}, got {converted!r}")
@@ -394,6 +409,15 @@ def _build(cls: type, data: dict, lines: dict[str, int], src: str, prefix: str =
         raise ConfigError(f"{src}: missing required key(s) "
                           + ", ".join(f"'{prefix}{m}'" for m in missing))
     return cls(**kwargs)
+
+
+def _plain_numbers(value: Any) -> bool:
+    """Floats finite and ints within +-MAX_INT, in a value and the tuples inside it."""
+    if isinstance(value, tuple):
+        return all(_plain_numbers(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
 
 
 def config_from_dict(data: dict, lines: dict[str, int] | None = None, source: str = "<config>",
@@ -408,6 +432,8 @@ def load_config(path: str | Path,
     """Read, parse and validate a config file (see module docstring)."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise ConfigError(f"{path}: not a regular file (a device or pipe); not a config")
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
         text = path.read_text(encoding="utf-8")

@@ -14,17 +14,13 @@ from typing import Any
 import numpy as np
 
 from morel.errors import MorelError
+from morel.hdf5 import open_hdf5
 
 
-def _open(path: Path):
-    import h5py
-
+def _open(path: Path) -> Any:
     if not path.is_file():
         raise MorelError(f"{path}: file not found")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise MorelError(f"{path}: not a readable HDF5 file ({err})") from None
+    return open_hdf5(path)
 
 
 def detect_format(path: str | Path) -> str:

@@ -17,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from morel.atomic import atomic_path, write_text_atomic
+from morel.atomic import atomic_path, check_writable_path, write_text_atomic
 from morel.errors import MorelError
+from morel.hdf5 import open_hdf5
+from morel.metadata import check_meta
 from morel.safe_pickle import safe_load
 
 FORMATS = (".pickle", ".pkl", ".npz", ".h5", ".hdf5")
 FIELDS = ("observations", "actions", "rewards")
+MAX_META_BYTES = 1_000_000
 
 
 @dataclass
@@ -87,10 +90,12 @@ def validate(paths: Any, source: str, obs_dim: int | None = None, act_dim: int |
         for key in FIELDS:
             if key not in path:
                 raise MorelError(f"{where}: missing field '{key}'")
-            try:
-                arr = np.asarray(path[key], dtype=np.float32)
-            except (TypeError, ValueError):
-                raise MorelError(f"{where}: field '{key}' is not numeric") from None
+            raw = np.asarray(path[key])
+            if raw.dtype.kind not in "biuf":
+                kind = "complex" if raw.dtype.kind == "c" else "not numeric"
+                raise MorelError(f"{where}: field '{key}' is {kind} ({raw.dtype}); a dataset "
+                                 "holds real numbers")
+            arr = raw.astype(np.float32)
             want_ndim = 1 if key == "rewards" else 2
             if arr.ndim == 2 and key == "rewards" and arr.shape[1] == 1:
                 arr = arr[:, 0]
@@ -126,14 +131,17 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
     if suffix not in FORMATS:
         raise MorelError(f"{path}: unknown dataset extension '{suffix}' (use one of "
                          f"{', '.join(FORMATS)})")
+    if path.exists() and not path.is_file():
+        raise MorelError(f"{path}: not a regular file (a folder, device or pipe); not a dataset")
     if not path.is_file():
         raise MorelError(f"{path}: dataset file not found")
     if suffix in (".pickle", ".pkl"):
-        paths, meta = safe_load(path), _read_sidecar(path)
+        paths, meta, meta_source = safe_load(path), _read_sidecar(path), sidecar_path(path)
     elif suffix == ".npz":
-        paths, meta = _read_npz(path)
+        (paths, meta), meta_source = _read_npz(path), path
     else:
-        paths, meta = _read_h5(path)
+        (paths, meta), meta_source = _read_h5(path), path
+    check_meta(meta, str(meta_source), obs_dim)
     return Dataset(validate(paths, str(path), obs_dim, act_dim, min_length), meta)
 
 
@@ -145,9 +153,12 @@ def sidecar_path(path: Path) -> Path:
 
 def _read_sidecar(path: Path) -> dict:
     meta_path = sidecar_path(path)
-    if not meta_path.is_file():
+    if not meta_path.exists():
         return {}  # an original-format pickle: no metadata
     try:
+        if not meta_path.is_file() or meta_path.stat().st_size > MAX_META_BYTES:
+            raise MorelError(f"{meta_path}: not a metadata file (a regular JSON file of at most "
+                             f"{MAX_META_BYTES} bytes)")
         text = meta_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise MorelError(f"{meta_path}: cannot read ({err})") from None
@@ -194,10 +205,8 @@ def _read_npz(path: Path) -> tuple[list[dict[str, Any]], dict]:
 
 
 def _read_h5(path: Path) -> tuple[list[dict[str, Any]], dict]:
-    import h5py
-
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             missing = [k for k in (*FIELDS, "path_lengths") if k not in f]
             if missing:
                 raise MorelError(f"{path}: missing dataset(s) {', '.join(missing)} (a D4RL or "
@@ -217,10 +226,15 @@ def _read_h5(path: Path) -> tuple[list[dict[str, Any]], dict]:
 def _parse_meta(text: Any, path: Path) -> dict:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
+    text = str(text)
+    if len(text) > MAX_META_BYTES:
+        raise MorelError(f"{path}: 'meta' is larger than {MAX_META_BYTES} bytes")
     try:
-        meta = json.loads(str(text))
+        meta = json.loads(text)
     except json.JSONDecodeError:
         raise MorelError(f"{path}: 'meta' is not valid JSON") from None
+    except RecursionError:
+        raise MorelError(f"{path}: 'meta' is JSON nested too deeply") from None
     if not isinstance(meta, dict):
         raise MorelError(f"{path}: 'meta' must be a JSON object")
     return meta
@@ -236,8 +250,12 @@ def check_output_path(path: str | Path, force: bool = False) -> Path:
     if suffix not in FORMATS:
         raise MorelError(f"{path}: unknown dataset extension '{suffix}' (use one of "
                          f"{', '.join(FORMATS)})")
+    check_writable_path(path)
     if path.exists() and not force:
         raise MorelError(f"{path}: file exists; choose another --output or pass --force")
+    if suffix in (".pickle", ".pkl") and sidecar_path(path).exists() and not force:
+        raise MorelError(f"{sidecar_path(path)}: metadata file exists (it would be replaced); "
+                         "choose another --output or pass --force")
     return path
 
 

@@ -124,7 +124,11 @@ def make_env(env: EnvSource, act_repeat: int = 1, obs_mask: Sequence[float] | No
     mujoco.set_mju_user_warning(_mujoco_warning)
     if isinstance(env, str):
         check_env_id(env)
-        inner = gym.make(env, **env_kwargs)
+        try:
+            inner = gym.make(env, **env_kwargs)
+        except gym.error.DependencyNotInstalled as err:
+            raise MorelError(f"env '{env}' needs a package that is not installed: "
+                             f"{str(err).splitlines()[0]}") from None
     else:
         inner = env(**env_kwargs)
     return MorelEnv(inner, act_repeat=act_repeat, obs_mask=obs_mask)

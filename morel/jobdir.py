@@ -10,15 +10,19 @@ A directory holding a run is never written into unless --resume (same config) or
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from tabulate import tabulate
 
-from morel.atomic import atomic_path
+from morel.atomic import atomic_path, check_writable_path
 from morel.errors import MorelError
 from morel.logger import DataLog
 from morel.plots import plot_log
@@ -28,6 +32,7 @@ from morel.torch_files import load_torch_file
 RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt",
              "models.pt", "samples")
 CHECKPOINT = Path("iterations") / "checkpoint.pt"
+CHECKPOINT_KEYS = ("iteration", "agent", "log", "best_score")
 # keys that may change between a run and its resumption
 RESUMABLE_CHANGES = {"num_iter", "save_freq", "device", "exp_notes"}
 
@@ -40,15 +45,27 @@ def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool
 def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> list[str]:
     """Refuse what the flags do not allow (changes nothing); return the run files a fresh start
     must clear (none when resuming)."""
+    check_writable_path(job)
     data_file = job / "job_data.json"
+    # a run killed before its first checkpoint: its config is written, no checkpoint, not finished
+    started = (data_file.is_file() and not (job / CHECKPOINT).is_file()
+               and not (job / "policy_final.pt").is_file())
     if resume:
+        if started:
+            raise MorelError(f"{job}: the run stopped before its first checkpoint ({CHECKPOINT} "
+                             "is written every save_freq iterations), so there is nothing to "
+                             "resume; start it again with --force")
         if not (job / CHECKPOINT).is_file() or not data_file.is_file():
             raise MorelError(f"{job}: no run to resume (needs job_data.json and {CHECKPOINT}); "
                              "drop --resume to start a new run")
         try:
             old = json.loads(data_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise MorelError(f"{data_file}: unreadable ({err}); cannot resume") from None
+        except (OSError, ValueError, RecursionError) as err:
+            raise MorelError(f"{data_file}: unreadable ({type(err).__name__}); cannot resume; "
+                             "start again with --force") from None
+        if not isinstance(old, dict):
+            raise MorelError(f"{data_file}: not a JSON object (a run's config); cannot resume; "
+                             "start again with --force")
         changed = sorted(k for k in config  # job_data.json also holds computed values
                          if k not in RESUMABLE_CHANGES and old.get(k) != config[k])
         if changed and not force:
@@ -59,9 +76,36 @@ def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) 
         raise MorelError(f"{job}: exists and is not a directory; choose another --output")
     existing = [name for name in RUN_FILES if (job / name).exists()]
     if existing and not force:
+        if started:
+            raise MorelError(f"{job}: holds a run that stopped before its first checkpoint "
+                             f"({', '.join(existing)}); --resume cannot continue it: pass "
+                             "--force to start it again, or choose another --output")
         raise MorelError(f"{job}: already holds a run ({', '.join(existing)}); pass --resume to "
                          "continue it, --force to replace it, or choose another --output")
     return existing
+
+
+@contextmanager
+def job_lock(job: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the job directory while a run writes into it: a second run on
+    the same --output refuses at once. The lock is flock on the folder itself, so the kernel
+    releases it when the process ends, even by SIGKILL; a folder made only to lock it is removed
+    again if the run leaves it empty."""
+    check_writable_path(job)
+    created = not job.exists()
+    job.mkdir(parents=True, exist_ok=True)
+    fd = os.open(job, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MorelError(f"{job}: another run is writing to this job directory; wait for it "
+                             "to end or choose another --output") from None
+        yield
+    finally:
+        os.close(fd)
+        if created and job.is_dir() and not any(job.iterdir()):
+            job.rmdir()
 
 
 def run_finished(job: Path) -> bool:
@@ -83,12 +127,23 @@ def save_checkpoint(job: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(job: Path) -> dict[str, Any]:
-    """Read the resume state with weights_only=True (no code runs)."""
+def load_checkpoint(job: Path, agent: Any = None) -> dict[str, Any]:
+    """Read the resume state with weights_only=True (no code runs), check its keys and, given an
+    agent (anything with load_state_dict), load its "agent" state into it."""
     path = job / CHECKPOINT
     state = load_torch_file(path, "checkpoint", "; start again with --force")
-    if not isinstance(state, dict) or "iteration" not in state:
-        raise MorelError(f"{path}: not a checkpoint; start again with --force")
+    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS) \
+            or type(state["iteration"]) is not int or state["iteration"] < 0 \
+            or not isinstance(state["log"], dict) \
+            or not isinstance(state["best_score"], (int, float)):
+        raise MorelError(f"{path}: not a complete checkpoint (needs {', '.join(CHECKPOINT_KEYS)}"
+                         "); start again with --force")
+    if agent is not None:
+        try:
+            agent.load_state_dict(state["agent"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            raise MorelError(f"{path}: its policy or baseline does not fit this run's config "
+                             f"({type(err).__name__}); start again with --force") from None
     return state
 
 

@@ -40,6 +40,7 @@ from morel.jobdir import (
     check_job_dir,
     clear_run_files,
     iteration_table,
+    job_lock,
     load_checkpoint,
     save_iteration,
 )
@@ -66,12 +67,15 @@ class OfflineData:
     obs_mask: np.ndarray  # [obs_dim]: what the observations were multiplied by
 
 
-def load_reward(cfg: MorelConfig, include: str | None, obs_dim: int) -> RewardFile:
-    """The reward file's functions (--include wins over the config's reward_file). Without a
-    reward_function the rewards are learned, which needs learn_reward: True."""
+def load_reward(cfg: MorelConfig, include: str | None, obs_dim: int,
+                act_dim: int | None = None) -> RewardFile:
+    """The reward file's functions (--include wins over the config's reward_file), checked on a
+    tiny batch of the env's dims. Without a reward_function the rewards are learned, which needs
+    learn_reward: True."""
     path = Path(include) if include else (cfg.resolve_path("reward_file") if cfg.reward_file
                                           else None)
-    reward = load_reward_file(path, obs_dim) if path else RewardFile(None, None, None, None)
+    reward = (load_reward_file(path, obs_dim, act_dim, cfg.reward_timing) if path
+              else RewardFile(None, None, None, None))
     if reward.reward_function is None and not cfg.learn_reward:
         source = f"{path} defines no reward_function" if path else "no reward_file is set"
         raise MorelError(f"{cfg.source}: {source} and learn_reward is False; set reward_file "
@@ -183,13 +187,26 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         raise ConfigError(f"{cfg.source or 'config'}: 'bc_init_std' needs 'bc_init': True")
     probe = make_env(cfg.env_name, cfg.act_repeat)
     obs_dim, act_dim, env_horizon = probe.obs_dim, probe.act_dim, probe.horizon
-    reward = load_reward(cfg, include, obs_dim)
+    reward = load_reward(cfg, include, obs_dim, act_dim)
     data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    with job_lock(job):
+        return _run_in_job(cfg, job, device, reward, data, env_horizon, resume, force, progress)
+
+
+def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: RewardFile,
+                data: OfflineData, env_horizon: int, resume: bool, force: bool,
+                progress: bool) -> float:
+    """run_morel's work once the job directory is locked."""
+    obs_dim, act_dim = data.tensors["s"].shape[1], data.tensors["a"].shape[1]
     obs_mask = data.obs_mask
     # an old run in `job` (with --force) is cleared only once the ensemble is fitted or loaded
     old_run_files = check_job_dir(job, cfg.to_dict(), resume, force)
     if resume:
         model, _ = load_ensemble(str(job / "models.pt"), device)
+        if (model.obs_dim, model.act_dim) != (obs_dim, act_dim):
+            raise MorelError(f"{job / 'models.pt'}: ensemble is for obs/act dims "
+                             f"{model.obs_dim}/{model.act_dim}, env '{cfg.env_name}' has "
+                             f"{obs_dim}/{act_dim}; start again with --force")
     else:
         model, model_log = fit_or_load_ensemble(cfg, data.tensors, obs_dim, act_dim, device,
                                                 reward.reward_function is None, progress)
@@ -204,16 +221,13 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         if progress:
             tqdm.write(model_table({**log.current(), "truncate_lim": truncate_lim},
                                    model.num_models))
-    write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
-
     policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
     baseline = MLPBaseline(obs_dim, (128, 128), 1e-3, 1e-3, 256, 1,
                            seed=int_seed(stream(cfg.seed, Stream.BASELINE_INIT)), device=device)
     agent = NPGAgent(policy, baseline, NPGSettings.from_config(cfg))
     start, best_score = 0, -math.inf
     if resume:
-        state = load_checkpoint(job)
-        agent.load_state_dict(state["agent"])
+        state = load_checkpoint(job, agent)
         log, start, best_score = DataLog(state["log"]), state["iteration"], state["best_score"]
         print(f"resuming {job} at iteration {start} (best score {best_score:.1f})")
     elif cfg.bc_init:
@@ -225,6 +239,9 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
         if cfg.bc_init_std:
             std = match_residual_std(policy, data.tensors["s"], data.tensors["a"])
             log.log_dict({"bc_init_std": float(std.mean())})
+    # written once the checkpoint (when resuming) has been read and loaded: a damaged one
+    # leaves the job directory as it was
+    write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
 
     # a reward file scores one env step: times act_repeat per model step (the original's rule);
     # a learned reward was fitted on the dataset's per-agent-step rewards already

@@ -21,9 +21,11 @@ from torch import nn
 
 from morel.atomic import atomic_path
 from morel.errors import MorelError, check_finite
+from morel.metadata import check_meta
 from morel.torch_files import load_torch_file
 
 FORMAT = "morel.gaussian_mlp.v1"
+MAX_LAYER_SIZE = 1 << 16
 
 
 class GaussianMLP(nn.Module):
@@ -174,10 +176,19 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MorelError(f"{path}: not a morel policy file (expected format '{FORMAT}')")
     try:
+        dims = [payload["obs_dim"], payload["act_dim"], *payload["hidden_sizes"]]
+        if not all(type(d) is int and 0 < d <= MAX_LAYER_SIZE for d in dims):
+            raise ValueError(f"layer sizes {dims[:8]} must be ints in [1, {MAX_LAYER_SIZE}]")
         policy = GaussianMLP(payload["obs_dim"], payload["act_dim"], payload["hidden_sizes"])
         policy.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise MorelError(f"{path}: policy file is damaged ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0]})") from None
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not all(bool(torch.isfinite(t).all()) for t in policy.state_dict().values()):
+        raise MorelError(f"{path}: policy file is damaged (a NaN/inf weight); its actions would "
+                         "be NaN")
     meta = payload.get("meta", {})
-    return policy.to(device), meta if isinstance(meta, dict) else {}
+    meta = meta if isinstance(meta, dict) else {}
+    check_meta(meta, str(path), policy.obs_dim, ("obs_mask", "trained_obs_mask"), "metadata ")
+    return policy.to(device), meta
+

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from morel.errors import MorelError
+from morel.metadata import check_obs_mask
 
 TIMINGS = ("next", "current")
 
@@ -84,8 +85,10 @@ class RewardFile:
     termination_function: Callable[..., Any] | None
 
 
-def load_reward_file(path: str | Path, obs_dim: int | None = None) -> RewardFile:
-    """Import a reward file by path (it is Python code the user chose to run) and check it."""
+def load_reward_file(path: str | Path, obs_dim: int | None = None, act_dim: int | None = None,
+                     timing: str = "next") -> RewardFile:
+    """Import a reward file by path (it is Python code the user chose to run) and check it: its
+    obs_mask, and, given both dims, its functions on a tiny batch (check_functions)."""
     path = Path(path)
     if not path.is_file():
         raise MorelError(f"{path}: reward/include file not found")
@@ -103,17 +106,50 @@ def load_reward_file(path: str | Path, obs_dim: int | None = None) -> RewardFile
         raise MorelError(f"{path}: importing failed ({type(err).__name__}: {err})") from None
     mask = getattr(module, "obs_mask", None)
     if mask is not None:
-        mask = np.asarray(mask, dtype=np.float64).reshape(-1)
-        if obs_dim is not None and mask.shape != (obs_dim,):
-            raise MorelError(f"{path}: obs_mask has {mask.size} entries but the env's "
-                             f"observations have {obs_dim}")
+        mask = check_obs_mask(mask, str(path), obs_dim)
     funcs = {}
     for fn_name in ("reward_function", "termination_function"):
         fn = getattr(module, fn_name, None)
         if fn is not None and not callable(fn):
             raise MorelError(f"{path}: '{fn_name}' is not a function")
         funcs[fn_name] = fn
-    return RewardFile(path, mask, funcs["reward_function"], funcs["termination_function"])
+    reward = RewardFile(path, mask, funcs["reward_function"], funcs["termination_function"])
+    if obs_dim is not None and act_dim is not None:
+        check_functions(reward, obs_dim, act_dim, timing)
+    return reward
+
+
+def check_functions(reward: RewardFile, obs_dim: int, act_dim: int, timing: str) -> None:
+    """Call the file's functions on a tiny batch (2 paths x 3 steps of zeros, numpy and torch)
+    before any work, so that a function that fails or returns the wrong shape is a one-line
+    error naming it, not a traceback after an ensemble was fitted."""
+    import torch
+
+    n, t = 2, 3
+    makers = (("numpy", lambda shape: np.zeros(shape, np.float32)), ("torch", torch.zeros))
+    for lib, zeros in makers:
+        for name in ("reward_function", "termination_function"):
+            fn = getattr(reward, name)
+            if fn is None:
+                continue
+            where = f"{reward.path}: {name}"
+            paths = {"observations": zeros((n, t, obs_dim)), "actions": zeros((n, t, act_dim)),
+                     "next_observations": zeros((n, t, obs_dim))}
+            try:
+                out = fn(paths, timing)
+            except Exception as err:  # the user's code: name it, one line
+                raise MorelError(f"{where} failed on a {lib} batch [{n}, {t}, {obs_dim}] "
+                                 f"({type(err).__name__}: {str(err)[:80]})") from None
+            shape = tuple(getattr(out, "shape", ()))
+            kind_ok = isinstance(out, (np.ndarray, torch.Tensor)) and (
+                str(out.dtype).endswith("bool") if name == "termination_function"
+                else out.dtype.is_floating_point if isinstance(out, torch.Tensor)
+                else out.dtype.kind in "fiu")
+            if shape != (n, t) or not kind_ok:
+                want = "bool" if name == "termination_function" else "float"
+                raise MorelError(f"{where} returned {type(out).__name__} of shape {shape} "
+                                 f"{getattr(out, 'dtype', '')} for {lib} paths [{n}, {t}, "
+                                 f"{obs_dim}]; it must return a {lib} [N, T] {want} array")
 
 
 def x_velocity(paths: dict[str, Any], timing: str, index: int, scale: float) -> Any:

@@ -17,7 +17,8 @@ from morel.jobdir import CHECKPOINT, load_checkpoint, save_checkpoint
 
 
 def test_a_failing_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    save_checkpoint(tmp_path, {"iteration": 3, "w": torch.ones(4)})
+    save_checkpoint(tmp_path, {"iteration": 3, "agent": {"w": torch.ones(4)}, "log": {},
+                               "best_score": 1.0})
     before = (tmp_path / CHECKPOINT).read_bytes()
 
     def half_written(obj, path):
@@ -27,7 +28,7 @@ def test_a_failing_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(morel.jobdir.torch, "save", half_written)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(tmp_path, {"iteration": 4, "w": torch.zeros(4)})
+        save_checkpoint(tmp_path, {"iteration": 4, "agent": {}, "log": {}, "best_score": 2.0})
     assert (tmp_path / CHECKPOINT).read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "iterations").iterdir()) == ["checkpoint.pt"]
     monkeypatch.undo()

@@ -112,7 +112,10 @@ def test_unknown_nested_key_and_dead_original_key(tmp_path):
     ("start_state", "'random'", "expects 'init' or 'buffer'"),
     ("pessimism_coef", "'high'", "expects float or None"),
     ("gamma", "1.5", "must be in \\[0, 1\\]"),
-    ("fit_mb_size", "0", "must be > 0"),
+    ("fit_mb_size", "0", r"must be in \[1, 10000000\], got 0"),
+    ("num_models", "100000000000000000000", r"must be a finite number \(ints within"),
+    ("step_size", "1e999", r"must be a finite number"),
+    ("hidden_size", "(64, 100000)", r"must be 1 to 16 sizes in \[1, 65536\]"),
     ("npg_hp", "3", "expects a dict"),
 ])
 def test_wrong_types_name_key_type_file_and_line(tmp_path, key, value, expect):

@@ -116,5 +116,5 @@ def test_prep_script_rejects_wrong_env_and_bad_file(tmp_path):
     assert "'observations' has dimension 17, but the env's is 11" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     (tmp_path / "junk.hdf5").write_bytes(b"junk")
-    with pytest.raises(MorelError, match="not a readable HDF5 file"):
+    with pytest.raises(MorelError, match="corrupt or unsupported HDF5 file"):
         detect_format(tmp_path / "junk.hdf5")

@@ -4,6 +4,9 @@ never hangs (a deadline per example), and ends in a clean load or our own MorelE
 from __future__ import annotations
 
 import pickle
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +203,70 @@ def test_policy_loader_on_mutated_files(data, tmp_path_factory):
     path = tmp / "p.pt"
     path.write_bytes(data.draw(mutated((tmp / "base.pt").read_bytes())))
     assert_clean(load_policy, path)
+
+
+LOAD_ALL = """
+import pathlib, sys
+from morel.errors import MorelError
+from morel.safe_pickle import safe_load
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.pickle")):
+    try:
+        safe_load(path)
+    except MorelError:
+        pass
+print("survived")
+"""
+
+
+def load_in_subprocess(folder: Path, code: str = LOAD_ALL) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_forged_pickle_kills_numpy_but_not_the_restricted_unpickler(tmp_path):
+    """The subprocess check below can see a crash: numpy's own unpickler dies with a signal on
+    an object array forged from raw bytes; ours loads it as an error and lives."""
+    from hostile_input_cases import FORGED_FLAGS, forged_array
+
+    blob = pickle.dumps([forged_array(FORGED_FLAGS, (4,), b"\x41" * 32, "O8")], protocol=4)
+    (tmp_path / "forged.pickle").write_bytes(blob)
+    plain = load_in_subprocess(tmp_path, "import pickle, sys, pathlib\n"
+                                         "pickle.loads(pathlib.Path(sys.argv[1], "
+                                         "'forged.pickle').read_bytes())[0][0].__repr__()")
+    assert plain.returncode < 0, (plain.returncode, plain.stderr[-300:])  # killed by a signal
+    ours = load_in_subprocess(tmp_path)
+    assert ours.returncode == 0 and "survived" in ours.stdout, ours.stderr
+
+
+def array_pickles() -> list[bytes]:
+    """Pickles of the array kinds a dataset can hold (numbers, byte orders, Fortran order,
+    strings, objects, scalars) at protocols 2 and 5."""
+    values = [np.arange(6.0).reshape(2, 3), np.asfortranarray(np.ones((2, 3), np.float32)),
+              np.arange(4, dtype=">i4"), np.array(["ab", "c"]),
+              np.array([{"a": 1}, None, np.zeros(2)], dtype=object), np.float32(1.5),
+              np.bool_(True)]
+    return [pickle.dumps([{"observations": v}], protocol=p) for v in values for p in (2, 5)]
+
+
+def byte_mutations(base: bytes, rng: random.Random) -> bytes:
+    """`base` with 1-4 bytes replaced (often by a small int: a flag, a size, an opcode)."""
+    data = bytearray(base)
+    for _ in range(rng.randint(1, 4)):
+        data[rng.randrange(len(data))] = rng.choice([0, 1, 63, 255, rng.randrange(256)])
+    return bytes(data)
+
+
+@settings(max_examples=2, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_mutated_array_pickles_never_crash_the_loading_process(seed, tmp_path_factory):
+    """Replaced bytes in arrays' dtypes, flags, shapes and data: each example writes 420 such
+    files (from its seed) and loads them all in one subprocess, which must not die of a
+    signal."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    rng = random.Random(seed)
+    for i, base in enumerate(array_pickles()):
+        for k in range(30):
+            (tmp / f"{i}_{k}.pickle").write_bytes(byte_mutations(base, rng))
+    res = load_in_subprocess(tmp)
+    assert res.returncode == 0 and "survived" in res.stdout, (res.returncode, res.stderr[-500:])

@@ -14,7 +14,8 @@ from morel.jobdir import CHECKPOINT, load_checkpoint, prepare_job_dir, save_chec
 def make_run(job, config):
     prepare_job_dir(job, config, resume=False, force=False)
     (job / "job_data.json").write_text(json.dumps(config))
-    save_checkpoint(job, {"iteration": 3, "agent": {"w": torch.ones(2)}})
+    save_checkpoint(job, {"iteration": 3, "agent": {"w": torch.ones(2)}, "log": {},
+                          "best_score": 0.0})
 
 
 def test_existing_run_is_refused_then_replaced_with_force(tmp_path):

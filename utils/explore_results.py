@@ -23,6 +23,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from morel.atomic import check_writable_path  # noqa: E402
 from morel.errors import MorelError, run_cli  # noqa: E402
 from morel.logger import DataLog, read_log_csv  # noqa: E402
 from morel.plots import plot_logs, series_keys  # noqa: E402
@@ -44,6 +45,18 @@ def read_log(path: Path) -> dict[str, list]:
     raise MorelError(f"{path}: not a job directory, log.pickle or log.csv")
 
 
+def check_plot_output(output: Path) -> None:
+    """The plot goes to a .png path that is free or holds a PNG (a plot of an earlier call):
+    any other existing file is never replaced."""
+    check_writable_path(output)
+    if output.suffix.lower() != ".png":
+        raise MorelError(f"{output}: --output must be a .png file")
+    if output.exists() and (not output.is_file()
+                            or output.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
+        raise MorelError(f"{output}: exists and is not a PNG image; it is not replaced (choose "
+                         "another --output)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="job directories or log files")
@@ -63,6 +76,7 @@ def main() -> None:
         output = Path(args.output)
     else:
         output = paths[0] / "logs" / "explore.png" if paths[0].is_dir() else Path("explore.png")
+    check_plot_output(output)
     title = str(paths[0]) if len(paths) == 1 else f"{len(paths)} runs"
     plotted = plot_logs(logs, keys, output, title=title)
     if not plotted:
