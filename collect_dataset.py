@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from morel.collect import collect_dataset
-from morel.data import check_output_path, save_dataset, summarize
-from morel.errors import run_cli
-from morel.reward_files import load_reward_file
-from morel.seeding import seed_arg
+from morel.core.errors import run_cli
+from morel.core.seeding import seed_arg
+from morel.data.collect import collect_dataset
+from morel.data.datasets import check_output_path, save_dataset, summarize
+from morel.envs.reward_files import load_reward_file
 
 
 def parse_args() -> argparse.Namespace:

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import argparse
 
-from morel.atomic import check_writable_path
-from morel.config import load_config, override
-from morel.device import resolve_device
-from morel.dynamics import save_ensemble
-from morel.ensemble_fit import (
-    ensemble_meta,
-    ensemble_statistics,
-    fit_or_load_ensemble,
-    model_table,
-)
-from morel.envs import check_env_id, make_env
-from morel.errors import MorelError, run_cli
-from morel.morel_run import load_offline_data, load_reward
-from morel.seeding import seed_arg
+from morel.config.files import load_config, override
+from morel.core.atomic import check_writable_path
+from morel.core.device import resolve_device
+from morel.core.errors import MorelError, run_cli
+from morel.core.seeding import seed_arg
+from morel.data.offline import load_offline_data, load_reward
+from morel.envs.wrapper import check_env_id, make_env
+from morel.models.files import save_ensemble
+from morel.models.fit import ensemble_meta, fit_or_load_ensemble
+from morel.pmdp import ensemble_statistics, model_table
 
 
 def main() -> None:

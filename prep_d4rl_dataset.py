@@ -13,11 +13,11 @@ import argparse
 
 import numpy as np
 
-from morel.d4rl_import import detect_format, read_d4rl, read_minari, repeat_actions
-from morel.data import Dataset, check_output_path, save_dataset, summarize, validate
-from morel.envs import make_env
-from morel.errors import MorelError, run_cli
-from morel.reward_files import load_reward_file
+from morel.core.errors import MorelError, run_cli
+from morel.data.d4rl import detect_format, read_d4rl, read_minari, repeat_actions
+from morel.data.datasets import Dataset, check_output_path, save_dataset, summarize, validate
+from morel.envs.reward_files import load_reward_file
+from morel.envs.wrapper import make_env
 
 
 def parse_args() -> argparse.Namespace:

@@ -4,8 +4,9 @@ P-MDP sampling: the original rolls each ensemble member's share of the start sta
 member alone (one small forward per member per step), and then, path by path, runs every member
 on the path's (s, a) sequence to compute the disagreement afterwards. Same maths as
 `morel.pmdp.pmdp_rollouts` without halting. Fisher-vector products: mjrl's double backprop of the
-mean KL, the same matrix as `morel.npg.fisher_vector_product_fn`. Evaluation: one env, one
-episode after another, the policy called on one observation per step (mjrl's evaluation loop).
+mean KL, the same matrix as `morel.npg.natural_gradient.fisher_vector_product_fn`. Evaluation:
+one env, one episode after another, the policy called on one observation per step (mjrl's
+evaluation loop).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from morel.dynamics import DynamicsEnsemble, max_pairwise_distance
-from morel.envs import make_env
-from morel.npg import flat_grad, mean_kl
-from morel.policies import GaussianMLP
+from morel.envs.wrapper import make_env
+from morel.models.dynamics import DynamicsEnsemble, max_pairwise_distance
+from morel.npg.natural_gradient import flat_grad, mean_kl
+from morel.npg.policies import GaussianMLP
 
 
 def member_step(model: DynamicsEnsemble, net: nn.Sequential, e: int, s: torch.Tensor,

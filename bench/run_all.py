@@ -38,36 +38,33 @@ from unittest import mock
 import gymnasium as gym
 import numpy as np
 import torch
-from tabulate import tabulate
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from reference import (  # noqa: E402
+from reference import (
     double_backprop_fvp,
     reference_rollouts,
     sequential_returns,
 )
+from tabulate import tabulate
 
-import morel.npg  # noqa: E402
-from morel.agent import NPGAgent, NPGSettings  # noqa: E402
-from morel.baselines import MLPBaseline  # noqa: E402
-from morel.dynamics import DynamicsEnsemble  # noqa: E402
-from morel.envs import make_vector_env  # noqa: E402
-from morel.floats import flush_subnormals  # noqa: E402
-from morel.gae import discounted_returns, gae_advantages, whiten  # noqa: E402
-from morel.npg import fisher_vector_product_fn  # noqa: E402
-from morel.pmdp import HaltRules, pmdp_rollouts  # noqa: E402
-from morel.policies import load_policy  # noqa: E402
-from morel.reward_files import load_reward_file  # noqa: E402
-from morel.sampling import (  # noqa: E402
+from morel.core.floats import flush_subnormals
+from morel.envs.reward_files import load_reward_file
+from morel.envs.sampling import (
     ActionMode,
     collect_episodes,
     episode_returns,
     gaussian_action_fn,
     mean_action_fn,
 )
+from morel.envs.wrapper import make_vector_env
+from morel.models.dynamics import DynamicsEnsemble
+from morel.npg import natural_gradient
+from morel.npg.agent import NPGAgent, NPGSettings
+from morel.npg.baselines import MLPBaseline
+from morel.npg.gae import discounted_returns, gae_advantages, whiten
+from morel.npg.natural_gradient import fisher_vector_product_fn
+from morel.npg.policies import load_policy
+from morel.pmdp import HaltRules, pmdp_rollouts
 
+ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT, HIDDEN, MEMBERS = 11, 3, 512, 4  # Hopper with the original's ensemble
 
 
@@ -206,7 +203,7 @@ def npg_iteration(device: torch.device, peak: float, sampling: dict) -> dict:
         agent.load_state_dict(copy.deepcopy(saved))
     step = {k: min(s[k] for s in steps) for k in ("time_vpg", "time_npg", "time_VF")}
     ref_steps = []
-    with mock.patch.object(morel.npg, "fisher_vector_product_fn", double_backprop_fvp):
+    with mock.patch.object(natural_gradient, "fisher_vector_product_fn", double_backprop_fvp):
         for _ in range(2):  # the same step with mjrl's double-backprop products
             ref_steps.append(agent.train_step(batch, torch.Generator().manual_seed(0)))
             agent.load_state_dict(copy.deepcopy(saved))

@@ -1,4 +1,5 @@
-"""Pessimistic MDP pieces: ensemble disagreement and the halting threshold.
+"""The pessimistic MDP (the heart of MOReL): ensemble disagreement, the halting threshold, and
+batched model rollouts that halt where the members disagree.
 
 disagreement(s, a) = max over member pairs i < j of ||f_i(s, a) - f_j(s, a)||_2 (raw units);
 truncate_lim = max over the dataset of the disagreement / pessimism_coef, or None (no halting:
@@ -7,14 +8,17 @@ naive model-based RL) when pessimism_coef is None or 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from tabulate import tabulate
 
-from morel.dynamics import DynamicsEnsemble, max_pairwise_distance
-from morel.paths import PathBatch
-from morel.policies import GaussianMLP
+from morel.models.dynamics import DynamicsEnsemble, max_pairwise_distance
+from morel.npg.paths import PathBatch
+from morel.npg.policies import GaussianMLP
 
 
 def truncate_limit(disagreement: torch.Tensor, pessimism_coef: float | None) -> float | None:
@@ -139,3 +143,37 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
                       mask[keep, :width], terminated[keep])
     return Rollouts(batch, next_buf[keep, :width], halted[keep], env_done[keep],
                     int(num - len(keep)))
+
+
+def ensemble_statistics(model: DynamicsEnsemble, data: dict[str, torch.Tensor],
+                        pessimism_coef: float | None) -> dict[str, Any]:
+    """One pass of the ensemble over the dataset: dyn_loss_gen_i (member i's next-state MSE, raw
+    units), the disagreement's max / mean / 99th percentile, truncate_lim (None without
+    pessimism) and halt_frac_data (share of dataset pairs over truncate_lim)."""
+    mse, disagreement = model.dataset_statistics(data["s"], data["a"], data["s_next"])
+    limit = truncate_limit(disagreement, pessimism_coef)
+    stats: dict[str, Any] = {f"dyn_loss_gen_{i}": v for i, v in enumerate(mse.tolist())}
+    k99 = max(1, math.ceil(0.99 * len(disagreement)))  # torch.quantile caps the input size
+    stats.update(disagreement_max=float(disagreement.max()),
+                 disagreement_mean=float(disagreement.mean()),
+                 disagreement_p99=float(disagreement.kthvalue(k99).values), truncate_lim=limit,
+                 halt_frac_data=(math.nan if limit is None
+                                 else float((disagreement > limit).float().mean())))
+    return stats
+
+
+def model_table(log: dict[str, Any], num_models: int) -> str:
+    """The ensemble's statistics as printed by learn_model.py and run_morel.py: a row per
+    member, then the disagreement and threshold."""
+    rows = [[i, log.get(f"dyn_loss_{i}", math.nan), log[f"dyn_loss_gen_{i}"]]
+            for i in range(num_models)]
+    members = tabulate(rows, headers=["member", "train loss (normalised)",
+                                      "next-state MSE on data"], floatfmt=".4g")
+    limit = log["truncate_lim"]
+    summary = tabulate([["disagreement on data: max", log["disagreement_max"]],
+                        ["disagreement on data: mean", log["disagreement_mean"]],
+                        ["disagreement on data: 99th percentile", log["disagreement_p99"]],
+                        ["truncate_lim", "none (naive)" if limit is None else limit],
+                        ["share of data pairs over truncate_lim", log["halt_frac_data"]]],
+                       floatfmt=".4g")
+    return f"{members}\n{summary}"

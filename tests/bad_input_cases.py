@@ -1,4 +1,4 @@
-"""The first part of the bad-input catalogue (README "Errors"): missing, corrupt and mistaken
+"""The first part of the bad-input catalogue (docs/errors.md): missing, corrupt and mistaken
 files, keys, flags and env ids. Each case builds its input in a folder and returns the script's
 arguments; tests/test_bad_inputs.py runs them."""
 
@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import ROOT, hopper_paths, make_job, write_config, write_paths
 
-from morel.config import load_config, override, write_config_json
-from morel.data import Dataset, load_dataset, save_dataset
-from morel.dynamics import DynamicsEnsemble, save_ensemble
+from morel.config.files import load_config, override, write_config_json
+from morel.data.datasets import Dataset, load_dataset, save_dataset
+from morel.models.dynamics import DynamicsEnsemble
+from morel.models.files import save_ensemble
 
 
 def case_config_missing(tmp, data):
@@ -172,7 +173,7 @@ def case_policy_other_env(tmp, data):
             "--size", "10"]
 
 
-# (case, script, regex the one-line message must match); README's table lists the same cases
+# (case, script, regex the one-line message must match); docs/errors.md's table lists the same cases
 CASES = [
     (case_config_missing, "run_morel.py", r"absent\.txt: config file not found"),
     (case_config_unreadable, "run_morel.py", r"folder\.txt: cannot read"),

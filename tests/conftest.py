@@ -67,7 +67,7 @@ def read_job_log(job: Path) -> dict:
 
 def assert_same_run(full: Path, split: Path, timing_keys: set[str]) -> None:
     """Two job directories hold the same run: equal logs (timings aside) and final weights."""
-    from morel.policies import load_policy
+    from morel.npg.policies import load_policy
 
     a_log, b_log = read_job_log(full), read_job_log(split)
     assert list(a_log) == list(b_log)

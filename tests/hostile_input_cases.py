@@ -1,4 +1,4 @@
-"""The second part of the bad-input catalogue (README "Errors"): hostile and broken inputs
+"""The second part of the bad-input catalogue (docs/errors.md): hostile and broken inputs
 (forged pickles, trusted metadata, out-of-range configs, unwritable outputs, broken reward files
 and env ids, data a run would have accepted silently, damaged job directories, HDF5 files that
 point elsewhere). Each case builds its input in a folder and returns the script's arguments;
@@ -21,10 +21,11 @@ from conftest import (
     write_paths,
 )
 
-from morel.config import load_config, write_config_json
-from morel.dynamics import DynamicsEnsemble, save_ensemble
-from morel.logger import DataLog
-from morel.policies import load_policy
+from morel.config.files import load_config, write_config_json
+from morel.models.dynamics import DynamicsEnsemble
+from morel.models.files import save_ensemble
+from morel.npg.policies import load_policy
+from morel.runs.logger import DataLog
 
 MEDIUM = ROOT / "logging_policy" / "hopper_v5_medium.pt"
 REDUCE = np._core.multiarray._reconstruct
@@ -347,7 +348,7 @@ def case_d4rl_external_storage(tmp, data):
     return ["--input", tmp / "d4rl.hdf5", "--output", tmp / "out.npz"]
 
 
-# (case, script, regex the one-line message must match); README's table lists the same cases
+# (case, script, regex the one-line message must match); docs/errors.md's table lists the same cases
 CASES = [
     (case_pickle_object_array_from_bytes, "run_morel.py",
      r"d\.pickle: unsafe or invalid pickle: an object array stored as raw bytes"),

@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs (README "Errors"): each case (tests/bad_input_cases.py,
+"""The catalogue of bad inputs (docs/errors.md): each case (tests/bad_input_cases.py,
 tests/hostile_input_cases.py) runs its script in-process as a user would and must print one
 'error: ' line (progress bars aside), exit with code 2, leave no traceback and change no file.
 Here also: a second run on a locked job directory, and what is a warning rather than an error."""
@@ -17,7 +17,7 @@ import torch
 from conftest import ROOT, assert_refused, run_script, write_config
 from hostile_input_cases import MEDIUM, collect_args
 
-from morel.policies import GaussianMLP, load_policy, save_policy
+from morel.npg.policies import GaussianMLP, load_policy, save_policy
 
 CASES = bad_input_cases.CASES + hostile_input_cases.CASES
 
@@ -29,7 +29,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_lost(case, script, message,
 
 
 def test_readme_lists_every_case():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     table = readme[readme.index("<!-- bad-inputs -->"):readme.index("<!-- /bad-inputs -->")]
     for case, _, _ in CASES:
         assert f"`{case.__name__[5:]}`" in table, case.__name__

@@ -8,13 +8,11 @@ import sys
 
 import torch
 from conftest import ROOT
+from reference import reference_rollouts
 
-from morel.dynamics import DynamicsEnsemble
+from morel.models.dynamics import DynamicsEnsemble
+from morel.npg.policies import GaussianMLP
 from morel.pmdp import HaltRules, pmdp_rollouts
-from morel.policies import GaussianMLP
-
-sys.path.insert(0, str(ROOT / "bench"))
-from reference import reference_rollouts  # noqa: E402
 
 
 def test_reference_rollouts_equal_the_batched_ones():

@@ -6,7 +6,7 @@ import math
 
 from conftest import ROOT, run_script
 
-from morel.policies import load_policy
+from morel.npg.policies import load_policy
 
 README = (ROOT / "logging_policy" / "README.md").read_text()
 ROWS = [line for line in README.split("<!-- returns -->")[1].split("<!-- /returns -->")[0]

@@ -7,14 +7,15 @@ import itertools
 import pytest
 import torch
 
-from morel.dynamics import DynamicsEnsemble, max_pairwise_distance
-from morel.ensemble_fit import ensemble_statistics, model_table
+from morel.models.dynamics import DynamicsEnsemble, max_pairwise_distance
+from morel.npg.policies import GaussianMLP
 from morel.pmdp import (
     HaltRules,
+    ensemble_statistics,
+    model_table,
     pmdp_rollouts,
     truncate_limit,
 )
-from morel.policies import GaussianMLP
 
 
 def reference_disagreement(predictions):
@@ -174,7 +175,7 @@ def reference_rollouts(model, policy, starts, horizon, rules, reward_fn, term_fn
 
 
 def test_batched_rollouts_equal_the_slow_reference(hopper_reward_file):
-    from morel.reward_files import load_reward_file
+    from morel.envs.reward_files import load_reward_file
 
     funcs = load_reward_file(hopper_reward_file, 11)
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from morel.reward_check import check_reward_file
+from morel.envs.reward_check import check_reward_file
 
 FILES = {"Hopper-v5": "gym_hopper.py", "Walker2d-v5": "gym_walker2d.py",
          "HalfCheetah-v5": "gym_halfcheetah.py"}

@@ -11,25 +11,22 @@ order rounds differently, and the chaotic dynamics turn that into different retu
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from morel.envs import check_env_id, make_vector_env  # noqa: E402
-from morel.errors import MorelError, run_cli  # noqa: E402
-from morel.policies import load_policy  # noqa: E402
-from morel.sampling import (  # noqa: E402
+from morel.core.errors import MorelError, run_cli
+from morel.core.seeding import Stream, seed_arg, stream
+from morel.envs.sampling import (
     ActionMode,
     episode_returns,
     gaussian_action_fn,
     mean_action_fn,
 )
-from morel.seeding import Stream, seed_arg, stream  # noqa: E402
+from morel.envs.wrapper import check_env_id, make_vector_env
+from morel.npg.policies import load_policy
 
 
 def evaluate(path: str, episodes: int, seed: int) -> list[str]:
@@ -62,7 +59,7 @@ def main() -> None:
     p.add_argument("--policy", nargs="+", required=True, help="policy files (.pt)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=seed_arg, default=0,
-                   help="seed of the episodes (stream EVALUATION of morel.seeding; the same "
+                   help="seed of the episodes (stream EVALUATION of morel.core.seeding; the same "
                         "episodes for both columns)")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from morel.atomic import check_writable_path  # noqa: E402
-from morel.errors import MorelError, run_cli  # noqa: E402
-from morel.logger import DataLog, read_log_csv  # noqa: E402
-from morel.plots import plot_logs, series_keys  # noqa: E402
+from morel.core.atomic import check_writable_path
+from morel.core.errors import MorelError, run_cli
+from morel.runs.logger import DataLog, read_log_csv
+from morel.runs.plots import plot_logs, series_keys
 
 
 def read_log(path: Path) -> dict[str, list]:

@@ -6,14 +6,14 @@ Env: r_t = v_x + 1{healthy} - 1e-3 |a_t|^2, where v_x is the torso's mean x-velo
 and "healthy" (z > 0.7, |angle| < 0.2, |joint angles and velocities| < 100) is read after the
 action; the episode terminates when not healthy.
 timing 'next' judges step t on s_{t+1}, as the env does, with v_x the mean of the velocities in
-s_t and s_{t+1} (the env's v_x is the mean over the step: see README "Reward files").
+s_t and s_{t+1} (the env's v_x is the mean over the step: see docs/reward_files.md).
 timing 'current' is the original MOReL file: s_t, observations clipped to +-10, alive if
 z > 0.7 and |angle| <= 0.2, terminated if any |obs| >= 10, z <= 0.7 or |angle| >= 0.15.
 """
 
 import numpy as np
 
-from morel.reward_files import as_like, locomotion_reward, states_for_timing, x_velocity
+from morel.envs.reward_files import as_like, locomotion_reward, states_for_timing, x_velocity
 
 obs_mask = np.array([1.0] * 5 + [0.02] * 6)
 VX = 5

@@ -10,7 +10,7 @@ s_{t+1}); 'current' on s_t alone (the original's way).
 
 import numpy as np
 
-from morel.reward_files import locomotion_reward, states_for_timing, x_velocity
+from morel.envs.reward_files import locomotion_reward, states_for_timing, x_velocity
 
 obs_mask = np.array([1.0] * 8 + [0.02] * 9)
 VX = 8

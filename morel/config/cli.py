@@ -1,0 +1,28 @@
+"""Command-line flags shared by the scripts that take a MOReL config (run_morel.py, run_bc.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from morel.config.files import apply_assignments, load_config, override
+from morel.config.schema import MorelConfig
+from morel.core.seeding import seed_arg
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """--config/-c, --output/-o, --include/-i, --device, --seed and --set KEY=VALUE."""
+    p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
+    p.add_argument("--output", "-o", required=True, help="job directory")
+    p.add_argument("--include", "-i", default=None,
+                   help="reward file (overrides the config's reward_file)")
+    p.add_argument("--device", default=None, help="override the config's device")
+    p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable), e.g. --set data_file=d.npz")
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> MorelConfig:
+    """The config file with the --set assignments, then --device, --seed and `overrides`."""
+    cfg = apply_assignments(load_config(args.config), args.set)
+    return override(cfg, device=args.device, seed=args.seed, **overrides)

@@ -1,0 +1,1 @@
+"""Studies over many runs: the dataset suite, sweep grids and their results tables."""

@@ -1,0 +1,109 @@
+"""Ensemble of dynamics models as ONE batched network (MOReL's WorldModel x num_models).
+
+Member e maps normalised (s, a) to the normalised residual s' - s through an MLP whose layer l
+holds weights [E, in_l, out_l] and biases [E, 1, out_l], so all members run in one batched matmul
+per layer. Normalisation per member (the original's): shift = mean, scale = mean absolute
+deviation from the mean, for s, a and the residual d = s' - s; eps 1e-8. Prediction:
+    s' = s + mask * (out * (d_scale + 1e-8) + d_shift),   mask = (d_scale >= 1e-8)
+(dimensions whose residual never varies in the data never change). Training: MSE in normalised
+residual space, Adam (elementwise, so one Adam over [E, ...] tensors equals E separate ones),
+member e initialised and shuffled with its own streams of the run seed (morel.core.seeding:
+DYNAMICS_INIT and DYNAMICS_ORDER, index e), so no two members or runs share one. The batched
+layers and the member-wise fit loop are `morel.models.batched`; the file is `morel.models.files`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from morel.core.seeding import Stream
+from morel.models.batched import BatchedMLP, fit_members, member_generators
+
+
+class DynamicsEnsemble(BatchedMLP):
+    """`num_models` residual MLP dynamics models; shapes: s [N, obs_dim], a [N, act_dim]."""
+
+    def __init__(self, num_models: int, obs_dim: int, act_dim: int,
+                 hidden_sizes: Sequence[int] = (512, 512), activation: str = "relu",
+                 seed: int = 123):
+        hidden = tuple(int(h) for h in hidden_sizes)
+        super().__init__(num_models, (obs_dim + act_dim, *hidden, obs_dim), activation, seed,
+                         Stream.DYNAMICS_INIT)
+        self.obs_dim, self.act_dim, self.hidden_sizes = int(obs_dim), int(act_dim), hidden
+        for name, dim in (("s", obs_dim), ("a", act_dim), ("d", obs_dim)):
+            self.register_buffer(f"{name}_shift", torch.zeros(num_models, dim))
+            self.register_buffer(f"{name}_scale", torch.ones(num_models, dim))
+        self.reward: nn.Module | None = None  # optional learned reward (morel.models.reward)
+
+    def normalised_inputs(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """[E, N, obs_dim + act_dim] normalised inputs; s, a are [N, .] (shared) or [E, N, .]."""
+        s_n = (s - self.s_shift[:, None]) / (self.s_scale[:, None] + 1e-8)
+        a_n = (a - self.a_shift[:, None]) / (self.a_scale[:, None] + 1e-8)
+        return torch.cat([s_n, a_n], dim=-1)
+
+    @property
+    def residual_mask(self) -> torch.Tensor:
+        """[E, obs_dim]: 1 where the residual varies in the data, 0 where it never changes."""
+        return (self.d_scale >= 1e-8).to(self.d_scale.dtype)
+
+    def predict_all(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Next states of every member, [E, N, obs_dim], for s [N, obs_dim] (or [E, N, obs_dim]:
+        member e at its own states) and a likewise."""
+        out = self(self.normalised_inputs(s, a))
+        delta = out * (self.d_scale[:, None] + 1e-8) + self.d_shift[:, None]
+        return s + self.residual_mask[:, None] * delta
+
+    @torch.no_grad()
+    def set_normalisation(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> None:
+        """Shift = mean, scale = mean |x - mean| over the data [M, .], the same for every member."""
+        for name, x in (("s", s), ("a", a), ("d", s_next - s)):
+            mean = x.mean(0)
+            getattr(self, f"{name}_shift").copy_(mean.expand(self.num_models, -1))
+            getattr(self, f"{name}_scale").copy_((x - mean).abs().mean(0)
+                                                 .expand(self.num_models, -1))
+
+    def fit(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor, epochs: int,
+            batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0,
+            max_steps: float = math.inf, seed: int = 123,
+            progress: bool = True) -> list[torch.Tensor]:
+        """Train all members together on transitions s, a, s_next [M, .] (same device as the
+        model) with `fit_members` (member e's data order: stream DYNAMICS_ORDER, e); returns the
+        per-member mean minibatch loss of each epoch, [E]."""
+        self.set_normalisation(s, a, s_next)
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        d_scale = self.d_scale[:, None] + 1e-8
+
+        def member_loss(idx: torch.Tensor) -> torch.Tensor:
+            pred = self(self.normalised_inputs(s[idx], a[idx]))
+            target = (s_next[idx] - s[idx] - self.d_shift[:, None]) / d_scale
+            return ((pred - target) ** 2).mean(dim=(1, 2))
+
+        return fit_members(self, member_loss, len(s), batch_size, optimizer,
+                           member_generators(seed, Stream.DYNAMICS_ORDER, self.num_models),
+                           epochs, max_steps, "fitting dynamics", progress)
+
+    @torch.no_grad()
+    def dataset_statistics(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,
+                           batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass over a dataset [M, .]: each member's next-state MSE in raw units [E]
+        and the disagreement (max pairwise L2 between members) at every pair [M]."""
+        total = torch.zeros(self.num_models, device=s.device)
+        disagreement = []
+        for start in range(0, len(s), batch_size):
+            chunk = slice(start, start + batch_size)
+            preds = self.predict_all(s[chunk], a[chunk])
+            total += ((preds - s_next[chunk]) ** 2).mean(-1).sum(-1)
+            disagreement.append(max_pairwise_distance(preds))
+        return total / len(s), torch.cat(disagreement)
+
+
+def max_pairwise_distance(predictions: torch.Tensor) -> torch.Tensor:
+    """[E, N, obs_dim] member predictions -> [N] largest L2 distance between two members."""
+    if predictions.shape[0] < 2:
+        return torch.zeros(predictions.shape[1], device=predictions.device)
+    diffs = predictions[:, None] - predictions[None, :]  # [E, E, N, obs_dim]
+    return torch.linalg.vector_norm(diffs, dim=-1).amax(dim=(0, 1))

@@ -1,0 +1,154 @@
+"""One policy-iteration step on a batch of paths: returns, GAE, NPG update, baseline fit.
+
+The order is the original's (mjrl NPG.train_step): advantages use the baseline as it was before
+this batch; the baseline is fitted AFTER the policy update, on the same paths. `guarded_step`
+rejects a step that meets a NaN/inf (paths, advantages, gradient, CG result, parameters, baseline):
+policy and baseline are restored, and MAX_REJECTED_IN_A_ROW rejections in a row stop the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from morel.config.schema import CommonKeys
+from morel.core.errors import MorelError, NumericError, check_finite
+from morel.core.seeding import Stream, int_seed, stream
+from morel.npg.baselines import MLPBaseline
+from morel.npg.gae import discounted_returns, gae_advantages, whiten
+from morel.npg.natural_gradient import npg_step
+from morel.npg.paths import PathBatch
+from morel.npg.policies import GaussianMLP, load_policy
+
+# the keys of train_step's log, in the original's order (a rejected step logs them as NaN)
+STEP_LOG_KEYS = ("stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha",
+                 "delta", "time_vpg", "time_npg", "kl_dist", "kl_backtracks", "surr_improvement",
+                 "running_score", "num_samples", "time_VF", "VF_error_before", "VF_error_after")
+MAX_REJECTED_IN_A_ROW = 3
+
+
+@dataclass
+class NPGSettings:
+    """Hyper-parameters of the update (config keys step_size, gamma, gae_lambda, npg_hp)."""
+
+    step_size: float
+    gamma: float
+    gae_lambda: float
+    cg_iters: int = 10
+    damping: float = 1e-4
+    hvp_sample_frac: float = 1.0
+    max_kl: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: CommonKeys) -> NPGSettings:
+        fim = cfg.npg_hp.FIM_invert_args
+        return cls(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
+                   cfg.npg_hp.hvp_sample_frac, cfg.max_kl)
+
+
+def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
+    """The starting policy of a run: `init_policy` (dims checked) or a new one from the policy
+    keys, initialised from the run seed's stream POLICY_INIT."""
+    if not cfg.init_policy:
+        return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
+                           seed=int_seed(stream(cfg.seed, Stream.POLICY_INIT)))
+    policy, meta = load_policy(cfg.resolve_path("init_policy"))
+    if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
+        raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
+                         f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")
+    if meta.get("env_name", cfg.env_name) != cfg.env_name:
+        raise MorelError(f"init_policy {cfg.init_policy}: trained on env '{meta['env_name']}', "
+                         f"the config's env is '{cfg.env_name}'")
+    return policy
+
+
+def baseline_from_config(cfg: CommonKeys, obs_dim: int,
+                         device: str | torch.device = "cpu") -> MLPBaseline:
+    """The value baseline of a run from the vf_* keys, initialised from the run seed's stream
+    BASELINE_INIT."""
+    return MLPBaseline(obs_dim, cfg.vf_hidden_size, cfg.vf_lr, cfg.vf_wd, cfg.vf_batch_size,
+                       cfg.vf_epochs, seed=int_seed(stream(cfg.seed, Stream.BASELINE_INIT)),
+                       device=device)
+
+
+class NPGAgent:
+    """Policy + baseline + settings; `train_step(batch)` updates both and returns log values."""
+
+    def __init__(self, policy: GaussianMLP, baseline: MLPBaseline, settings: NPGSettings):
+        self.policy, self.baseline, self.settings = policy, baseline, settings
+        self.running_score: float | None = None
+        self.rejected_in_a_row = 0
+
+    def train_step(self, batch: PathBatch, generator: torch.Generator | None = None
+                   ) -> dict[str, float]:
+        """Update the policy and then the baseline on `batch`; the original's log keys, in order."""
+        s = self.settings
+        check_finite("the paths' observations, actions or rewards (model predictions or the "
+                     "reward function)", batch.observations, batch.actions, batch.rewards)
+        returns = discounted_returns(batch.rewards, batch.mask, s.gamma)
+        values = self.baseline.predict(batch)
+        advantages = gae_advantages(batch.rewards, values, batch.mask, batch.terminated,
+                                    s.gamma, s.gae_lambda)
+        advantages = whiten(advantages, batch.mask)
+        check_finite("the advantages (returns or baseline values)", advantages)
+
+        path_returns = batch.path_returns()
+        mean_return = float(path_returns.mean())
+        self.running_score = (mean_return if self.running_score is None
+                              else 0.9 * self.running_score + 0.1 * mean_return)
+        log: dict[str, float] = {
+            "stoc_pol_mean": mean_return,
+            "stoc_pol_std": float(path_returns.std(unbiased=False)),
+            "stoc_pol_max": float(path_returns.max()),
+            "stoc_pol_min": float(path_returns.min()),
+        }
+        step = npg_step(self.policy, batch.valid(batch.observations), batch.valid(batch.actions),
+                        batch.valid(advantages), s.step_size, s.cg_iters, s.damping,
+                        s.hvp_sample_frac, generator, s.max_kl)
+        log.update(step)
+        log["running_score"] = self.running_score
+        log["num_samples"] = batch.num_samples
+
+        start = time.perf_counter()
+        error_before, error_after = self.baseline.fit(batch, returns, generator)
+        check_finite("the value baseline after its fit", torch.tensor([error_before, error_after]),
+                     *self.baseline.net.parameters())
+        log.update(time_VF=time.perf_counter() - start, VF_error_before=error_before,
+                   VF_error_after=error_after)
+        return log
+
+    def guarded_step(self, batch: PathBatch, generator: torch.Generator | None = None
+                     ) -> tuple[dict[str, float], str | None]:
+        """train_step plus 'rejected' (0/1), and None or the reason of a rejection. A rejected
+        step leaves policy, baseline and running_score as they were and logs NaN for
+        STEP_LOG_KEYS; the MAX_REJECTED_IN_A_ROW-th rejection in a row raises MorelError."""
+        saved = copy.deepcopy(self.state_dict())
+        try:
+            log = self.train_step(batch, generator)
+        except NumericError as err:
+            self.load_state_dict(saved)
+            self.rejected_in_a_row += 1
+            if self.rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
+                raise MorelError(f"{self.rejected_in_a_row} iterations in a row met a NaN/inf in "
+                                 f"{err}; stopping (the last checkpoint is intact): lower "
+                                 "step_size, check the dataset and the reward file, or refit "
+                                 "the ensemble") from None
+            log = {**dict.fromkeys(STEP_LOG_KEYS, math.nan), "num_samples": batch.num_samples}
+            return {**log, "rejected": 1}, f"NaN/inf in {err}; policy and baseline restored"
+        self.rejected_in_a_row = 0
+        return {**log, "rejected": 0}, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "baseline": self.baseline.state_dict(),
+                "running_score": self.running_score, "rejected_in_a_row": self.rejected_in_a_row}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.baseline.load_state_dict(state["baseline"])
+        self.running_score = state["running_score"]
+        self.rejected_in_a_row = state.get("rejected_in_a_row", 0)

@@ -1,0 +1,183 @@
+"""MOReL's training loop (run_morel.py): dataset -> ensemble -> pessimistic MDP -> NPG.
+
+Per iteration k (its random streams are the run seed's streams ITERATION k and EVALUATION k,
+morel.core.seeding, so resumed runs repeat exactly):
+draw `update_paths` start states, roll each through every ensemble member in the P-MDP, take an
+NPG step on those paths, fit the baseline on them, and score the mean-action policy in the real
+env (`eval_rollouts` episodes). The best policy is kept by eval score (by model return when
+eval_rollouts is 0); resume, saves and output are `morel.runs.loop.RunLoop`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from morel.config.fields import ConfigError
+from morel.config.files import write_config_json
+from morel.config.schema import MorelConfig
+from morel.core.errors import MorelError
+from morel.core.floats import flush_subnormals
+from morel.core.seeding import Stream, stream, torch_generator
+from morel.data.offline import OfflineData, load_offline_data, load_reward
+from morel.envs.reward_files import RewardFile
+from morel.envs.scores import normalized_score
+from morel.envs.wrapper import check_env_id, make_env, make_vector_env
+from morel.models.files import load_ensemble, save_ensemble
+from morel.models.fit import ensemble_meta, fit_or_load_ensemble
+from morel.models.reward import learned_reward_function
+from morel.npg.agent import NPGAgent, NPGSettings, baseline_from_config, policy_from_config
+from morel.npg.bc import behavior_clone, match_residual_std
+from morel.npg.policies import GaussianMLP
+from morel.pmdp import HaltRules, ensemble_statistics, model_table, pmdp_rollouts
+from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
+from morel.runs.logger import DataLog
+from morel.runs.loop import RunLoop, deployable_policy, evaluation_returns
+
+PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
+
+
+def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> torch.Tensor:
+    """Start states of one iteration [N, obs_dim], drawn with replacement (the original's counts:
+    'buffer' with buffer_frac f takes int(U(1-f)) + 1 path starts and int(U f) + 1 dataset
+    states; without buffer_frac U // 2 of each)."""
+    inits, states = data.tensors["init_states"], data.tensors["s"]
+    u = cfg.update_paths
+    if cfg.start_state == "init":
+        n_init, n_buf = u, 0
+    elif cfg.buffer_frac is not None:
+        n_init, n_buf = int(u * (1 - cfg.buffer_frac)) + 1, int(u * cfg.buffer_frac) + 1
+    else:
+        n_init, n_buf = u // 2, u // 2
+    picks = [inits[torch.randint(len(inits), (n_init,), generator=gen).to(inits.device)]]
+    if n_buf:
+        picks.append(states[torch.randint(len(states), (n_buf,), generator=gen).to(inits.device)])
+    return torch.cat(picks)
+
+
+def all_paths_ended_error(iteration: int, job: Path, min_length: int,
+                          last: dict[str, Any]) -> MorelError:
+    """The error when the termination function ended every model path of an iteration before
+    min_length steps (such paths are dropped). The dataset passed the termination check, so the
+    policy's actions end them: the initial policy at iteration 0, a collapsed one later (`last`:
+    the log's latest values)."""
+    ended = (f"iteration {iteration}: the termination function ended every model path within "
+             f"{min_length} steps, so none is left to learn from")
+    if iteration == 0:
+        return MorelError(f"{ended}; the dataset's transitions pass it, so the initial policy's "
+                          "actions end them: check the reward file's termination_function and "
+                          "the policy's start (bc_init, init_log_std)")
+    return MorelError(f"{ended}; the policy has collapsed in the model (the last step: kl_dist "
+                      f"{last['kl_dist']:.3g}, mean_path_length {last['mean_path_length']:.3g}); "
+                      f"the best policy so far is {job / 'best_policy.pt'}; rerun with a smaller "
+                      "step_size, a max_kl or more num_models")
+
+
+def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
+              resume: bool = False, force: bool = False, progress: bool = True) -> float:
+    """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
+    flush_subnormals()
+    check_env_id(cfg.env_name)
+    if cfg.bc_init_std and not cfg.bc_init:
+        raise ConfigError(f"{cfg.source or 'config'}: 'bc_init_std' needs 'bc_init': True")
+    probe = make_env(cfg.env_name, cfg.act_repeat)
+    obs_dim, act_dim, env_horizon = probe.obs_dim, probe.act_dim, probe.horizon
+    reward = load_reward(cfg, include, obs_dim, act_dim)
+    data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    with job_lock(job):
+        return _run_in_job(cfg, job, device, reward, data, env_horizon, resume, force, progress)
+
+
+def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: RewardFile,
+                data: OfflineData, env_horizon: int, resume: bool, force: bool,
+                progress: bool) -> float:
+    """run_morel's work once the job directory is locked."""
+    obs_dim, act_dim = data.tensors["s"].shape[1], data.tensors["a"].shape[1]
+    obs_mask = data.obs_mask
+    # an old run in `job` (with --force) is cleared only once the ensemble is fitted or loaded
+    old_run_files = check_job_dir(job, cfg.to_dict(), resume, force)
+    if resume:
+        model, _ = load_ensemble(str(job / "models.pt"), device)
+        if (model.obs_dim, model.act_dim) != (obs_dim, act_dim):
+            raise MorelError(f"{job / 'models.pt'}: ensemble is for obs/act dims "
+                             f"{model.obs_dim}/{model.act_dim}, env '{cfg.env_name}' has "
+                             f"{obs_dim}/{act_dim}; start again with --force")
+    else:
+        model, model_log = fit_or_load_ensemble(cfg, data.tensors, obs_dim, act_dim, device,
+                                                reward.reward_function is None, progress)
+        clear_run_files(job, old_run_files)
+        save_ensemble(model, str(job / "models.pt"), ensemble_meta(cfg))
+    model_stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef)
+    truncate_lim = model_stats.pop("truncate_lim")
+    log = DataLog()
+    if not resume:
+        log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
+                      **model_log, **model_stats, "act_repeat": cfg.act_repeat})
+        if progress:
+            tqdm.write(model_table({**log.current(), "truncate_lim": truncate_lim},
+                                   model.num_models))
+    policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
+    agent = NPGAgent(policy, baseline_from_config(cfg, obs_dim, device),
+                     NPGSettings.from_config(cfg))
+
+    def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
+        return deployable_policy(policy, cfg, obs_mask, "run_morel.py", iteration, score)
+
+    loop = RunLoop(job, cfg, agent, deployable, log, PLOT_KEYS, "MOReL", progress)
+    if resume:
+        loop.resume()
+    elif cfg.bc_init:
+        bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
+                                             generator=torch_generator(stream(cfg.seed,
+                                                                              Stream.BC)),
+                                             progress=progress)
+        log.log_dict({"bc_loss_before": bc_before, "bc_loss_after": bc_after})
+        if cfg.bc_init_std:
+            std = match_residual_std(policy, data.tensors["s"], data.tensors["a"])
+            log.log_dict({"bc_init_std": float(std.mean())})
+    # written once the checkpoint (when resuming) has been read and loaded: a damaged one
+    # leaves the job directory as it was
+    write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
+
+    # a reward file scores one env step: times act_repeat per model step (the original's rule);
+    # a learned reward was fitted on the dataset's per-agent-step rewards already
+    reward_fn = reward.reward_function or learned_reward_function(model)
+    reward_scale = cfg.act_repeat if reward.reward_function else 1
+    halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
+    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates)
+    horizon = min(cfg.horizon, env_horizon)
+    eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat, obs_mask)
+                if cfg.eval_rollouts else None)
+    for it in loop.iterations():
+        t_start = time.perf_counter()
+        gen = torch_generator(stream(cfg.seed, Stream.ITERATION, it))
+        starts = start_states(cfg, data, gen)
+        rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
+                                 reward.termination_function, cfg.reward_timing,
+                                 reward_scale, gen)
+        if rollouts.batch.num_samples == 0:
+            raise all_paths_ended_error(it, job, rules.min_length, loop.log.current())
+        time_sampling = time.perf_counter() - t_start
+        stats, rejection = agent.guarded_step(rollouts.batch, gen)
+        if rejection:
+            tqdm.write(f"warning: iteration {it} rejected: {rejection}")
+        t_eval = time.perf_counter()
+        eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
+                      if eval_env is not None else math.nan)
+        normalized = normalized_score(cfg.env_name, eval_score)
+        loop.end_iteration(it, {
+            "train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
+            **({} if normalized is None else {"eval_score_normalized": normalized}),
+            "iter_time": time.perf_counter() - t_start, "time_sampling": time_sampling,
+            **stats, "time_eval": time.perf_counter() - t_eval,
+            "halt_frac": float(rollouts.halted.float().mean()),
+            "dropped_paths": rollouts.num_dropped,
+            "mean_path_length": float(rollouts.batch.lengths.float().mean())},
+            eval_score if eval_env is not None else stats["stoc_pol_mean"])
+    return loop.finish()

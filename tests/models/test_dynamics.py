@@ -1,0 +1,154 @@
+"""Batched dynamics ensemble: equals separate single models, fits a known linear system."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from morel.core import seeding
+from morel.core.errors import MorelError
+from morel.models import batched
+from morel.models.dynamics import DynamicsEnsemble
+from morel.models.files import load_ensemble, save_ensemble
+
+
+def reference_predict(model: DynamicsEnsemble, e: int, s: torch.Tensor, a: torch.Tensor):
+    """The original's single-model formula, in float64."""
+    net = model.member(e).double()
+    x = torch.cat([(s - model.s_shift[e]) / (model.s_scale[e] + 1e-8),
+                   (a - model.a_shift[e]) / (model.a_scale[e] + 1e-8)], -1).double()
+    delta = net(x) * (model.d_scale[e].double() + 1e-8) + model.d_shift[e].double()
+    return s.double() + delta * (model.d_scale[e] >= 1e-8).double()
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_batched_ensemble_equals_separate_models(activation):
+    model = DynamicsEnsemble(3, 5, 2, (16, 8), activation, seed=0)
+    with torch.no_grad():
+        model.s_shift.normal_(), model.s_scale.uniform_(0.5, 2)
+        model.a_shift.normal_(), model.a_scale.uniform_(0.5, 2)
+        model.d_shift.normal_(), model.d_scale.uniform_(0.1, 1)
+        model.d_scale[:, 3] = 0.0  # a dimension that never changes
+    s, a = torch.randn(40, 5), torch.randn(40, 2)
+    pred = model.predict_all(s, a)
+    assert pred.shape == (3, 40, 5)
+    for e in range(3):
+        torch.testing.assert_close(pred[e].double(), reference_predict(model, e, s, a),
+                                   rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pred[:, :, 3], s[None, :, 3].expand(3, -1))
+    own = model.predict_all(s.expand(3, -1, -1), a.expand(3, -1, -1))  # per-member states
+    torch.testing.assert_close(own, pred)
+
+
+def as_member(monkeypatch, e):
+    """Make a 1-member ensemble take member e's streams (its weights and data order)."""
+    monkeypatch.setattr(batched, "stream",
+                        lambda seed, purpose, i: seeding.stream(seed, purpose, i + e))
+
+
+def test_members_are_initialised_from_their_own_streams(monkeypatch):
+    batched = DynamicsEnsemble(3, 4, 2, (8,), seed=10)
+    for e in range(3):
+        as_member(monkeypatch, e)
+        alone = DynamicsEnsemble(1, 4, 2, (8,), seed=10)
+        for wb, wa in zip(batched.weights, alone.weights):
+            torch.testing.assert_close(wb[e], wa[0], rtol=0, atol=0)
+    assert not torch.equal(batched.weights[0][0], batched.weights[0][1])
+
+
+def linear_system(n, seed=0):
+    """s' = s + s A + a B with state dim 2 constant; A, B fixed, data drawn from `seed`."""
+    fixed = torch.Generator().manual_seed(1234)
+    a_mat = torch.randn(4, 4, generator=fixed) * 0.1
+    b_mat = torch.randn(2, 4, generator=fixed) * 0.2
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, 4, generator=gen)
+    s[:, 2] = 1.5  # constant state dimension
+    a = torch.rand(n, 2, generator=gen) * 2 - 1
+    step = s @ a_mat + a @ b_mat
+    step[:, 2] = 0.0
+    return s, a, s + step
+
+
+def test_fit_recovers_a_linear_system():
+    s, a, s_next = linear_system(2000)
+    model = DynamicsEnsemble(2, 4, 2, (32, 32), seed=0)
+    history = model.fit(s, a, s_next, epochs=20, batch_size=32, lr=3e-3, progress=False)
+    assert history[-1].shape == (2,)
+    assert torch.all(history[-1] < 0.01 * history[0])
+    s_test, a_test, next_test = linear_system(500, seed=1)
+    err, _ = model.dataset_statistics(s_test, a_test, next_test)
+    baseline = ((next_test - s_test) ** 2).mean()  # predicting "no change"
+    assert torch.all(err < 2e-3 * baseline), (err, baseline)
+    torch.testing.assert_close(model.predict_all(s_test, a_test)[:, :, 2],
+                               torch.full((2, 500), 1.5))  # never-changing dim stays exact
+
+
+def test_batched_fit_equals_fitting_each_member_alone(monkeypatch):
+    s, a, s_next = linear_system(600)
+    batched = DynamicsEnsemble(2, 4, 2, (16,), seed=3)
+    hist = batched.fit(s, a, s_next, epochs=2, batch_size=50, seed=3, progress=False)
+    for e in range(2):
+        as_member(monkeypatch, e)
+        alone = DynamicsEnsemble(1, 4, 2, (16,), seed=3)
+        alone_hist = alone.fit(s, a, s_next, epochs=2, batch_size=50, seed=3, progress=False)
+        torch.testing.assert_close(hist[-1][e], alone_hist[-1][0], rtol=1e-5, atol=1e-7)
+        for wb, wa in zip(batched.weights, alone.weights):
+            torch.testing.assert_close(wb[e], wa[0], rtol=1e-4, atol=1e-6)
+
+
+def test_max_steps_stops_after_the_epoch():
+    s, a, s_next = linear_system(600)
+    model = DynamicsEnsemble(2, 4, 2, (8,), seed=0)
+    history = model.fit(s, a, s_next, epochs=50, batch_size=100, max_steps=13, progress=False)
+    assert len(history) == 3  # 6 steps per epoch: stops once 18 >= 13
+
+
+def test_save_load_roundtrip_and_bad_files(tmp_path):
+    model = DynamicsEnsemble(2, 4, 2, (8,), seed=0)
+    s, a, s_next = linear_system(300)
+    model.set_normalisation(s, a, s_next)
+    save_ensemble(model, str(tmp_path / "m.pt"), {"env_name": "X"})
+    loaded, meta = load_ensemble(str(tmp_path / "m.pt"))
+    assert meta == {"env_name": "X"}
+    torch.testing.assert_close(loaded.predict_all(s, a), model.predict_all(s, a))
+    with pytest.raises(MorelError, match="model file not found"):
+        load_ensemble(str(tmp_path / "missing.pt"))
+    torch.save({"format": "other"}, tmp_path / "o.pt")
+    with pytest.raises(MorelError, match="not a morel dynamics ensemble"):
+        load_ensemble(str(tmp_path / "o.pt"))
+    (tmp_path / "c.pt").write_bytes(b"garbage")
+    with pytest.raises(MorelError, match="not a readable model file"):
+        load_ensemble(str(tmp_path / "c.pt"))
+
+
+def test_learned_reward_fits_a_known_function_and_is_saved(tmp_path):
+    from morel.models.reward import RewardEnsemble, learned_reward_function
+
+    s, a, s_next = linear_system(2000)
+    r = s[:, 0] - 0.5 * (a**2).sum(-1) + (s_next[:, 1] - s[:, 1]) * 3  # uses s' too
+    model = DynamicsEnsemble(2, 4, 2, (32, 32), seed=0)
+    model.fit(s, a, s_next, epochs=20, batch_size=32, lr=3e-3, progress=False)
+    model.reward = RewardEnsemble(2, 4, 2, (32, 32), seed=0)
+    loss = model.reward.fit(model, s, a, r, epochs=20, batch_size=32, lr=3e-3, progress=False)
+    assert loss.shape == (2,) and torch.all(loss < 0.02 * r.var())
+    s_test, a_test, next_test = linear_system(300, seed=1)
+    r_test = s_test[:, 0] - 0.5 * (a_test**2).sum(-1) + (next_test[:, 1] - s_test[:, 1]) * 3
+    paths = {"observations": s_test.reshape(2, 150, 4), "actions": a_test.reshape(2, 150, 2),
+             "next_observations": next_test.reshape(2, 150, 4)}
+    pred = learned_reward_function(model)(paths)  # path 0 scored by member 0, path 1 by member 1
+    assert pred.shape == (2, 150)
+    assert ((pred.reshape(-1) - r_test) ** 2).mean() < 0.05 * r_test.var()
+    save_ensemble(model, str(tmp_path / "m.pt"))
+    loaded, _ = load_ensemble(str(tmp_path / "m.pt"))
+    torch.testing.assert_close(learned_reward_function(loaded)(paths), pred)
+
+
+def test_a_diverged_fit_stops_naming_the_member():
+    from morel.models.fit import check_fit
+
+    check_fit(torch.tensor([0.1, 0.2]), "dynamics")
+    with pytest.raises(MorelError, match=r"dynamics model fit diverged .*member\(s\) \[1, 2\]"):
+        check_fit(torch.tensor([0.1, math.nan, math.inf]), "dynamics")

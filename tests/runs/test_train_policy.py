@@ -1,0 +1,119 @@
+"""train_policy.py end to end on a tiny Hopper config: files, log values, a killed and resumed
+run equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import assert_same_run, kill_at_first_checkpoint, read_job_log, run_script
+
+from morel.npg.policies import load_policy
+
+TINY = """{
+'env_name': 'Hopper-v5', 'seed': 7, 'num_iter': 4, 'num_samples': 300, 'num_envs': 2,
+'eval_rollouts': 2, 'save_freq': 2, 'policy_size': (8, 8), 'vf_hidden_size': (16, 16),
+'step_size': 0.05, 'npg_hp': dict(FIM_invert_args={'iters': 5, 'damping': 1e-3}),
+}"""
+TIMING = {"iter_time", "time_sampling", "time_vpg", "time_npg", "time_VF"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    config = root / "npg_tiny.txt"
+    config.write_text(TINY)
+    full = run_script("train_policy.py", "--config", config, "--output", root / "full",
+                      "--save_samples")
+    killed_at = kill_at_first_checkpoint("train_policy.py", "--config", config, "--output",
+                                         root / "killed", job=root / "killed")
+    resumed = run_script("train_policy.py", "--config", config, "--output", root / "killed",
+                         "--resume")
+    return root, config, full, killed_at, resumed
+
+
+def test_job_directory_and_log(runs):
+    root, _, full, _, _ = runs
+    assert full.returncode == 0, full.stderr
+    job = root / "full"
+    for name in ("job_data.json", "logs/log.pickle", "logs/log.csv", "logs/scores.png",
+                 "iterations/policy_1.pt", "iterations/policy_3.pt", "iterations/checkpoint.pt",
+                 "best_policy.pt", "policy_final.pt"):
+        assert (job / name).is_file(), name
+    assert json.loads((job / "job_data.json").read_text())["num_samples"] == 300
+    log = read_job_log(job)
+    assert all(len(v) == 4 for v in log.values())
+    assert all(n >= 300 for n in log["num_samples"])
+    assert all(0 < kl < 0.1 for kl in log["kl_dist"])
+    assert max(log["eval_score"]) > 0
+    best_policy, meta = load_policy(job / "best_policy.pt")
+    assert meta["env_name"] == "Hopper-v5" and meta["eval_score"] == max(log["eval_score"])
+    assert meta["iteration"] == log["eval_score"].index(max(log["eval_score"]))
+    assert "iteration 3" in full.stdout and "kl_dist" in full.stdout
+    lines = (job / "logs" / "log.csv").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("iteration,eval_score,iter_time")
+
+
+def test_saved_samples_are_each_iterations_episodes(runs):
+    """--save_samples (the full run only) keeps every iteration's episodes and changes nothing
+    else: the killed-and-resumed run without it still equals the full run (next test)."""
+    from morel.data.datasets import load_dataset
+
+    root, _, _, _, _ = runs
+    log = read_job_log(root / "full")
+    for it in range(4):
+        data = load_dataset(root / "full" / "samples" / f"iter_{it}.npz")
+        assert data.meta["iteration"] == it and data.meta["obs_mask"] == [1.0] * 11
+        assert data.num_samples == log["num_samples"][it]
+        returns = [float(p["rewards"].sum()) for p in data.paths]
+        assert sum(returns) / len(returns) == pytest.approx(log["stoc_pol_mean"][it], rel=1e-5)
+    assert not (root / "killed" / "samples").exists()
+
+
+def test_killed_run_resumes_exactly_like_an_uninterrupted_run(runs):
+    root, _, _, killed_at, resumed = runs
+    assert killed_at == 2
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "at iteration 2" in resumed.stdout
+    assert_same_run(root / "full", root / "killed", TIMING)
+
+
+def test_existing_run_is_not_overwritten(runs):
+    root, config, *_ = runs
+    before = (root / "full" / "logs" / "log.pickle").read_bytes()
+    again = run_script("train_policy.py", "--config", config, "--output", root / "full")
+    assert again.returncode == 2
+    assert "already holds a run" in again.stderr and "Traceback" not in again.stderr
+    assert (root / "full" / "logs" / "log.pickle").read_bytes() == before
+
+
+def test_explore_results_plots_the_run(runs, tmp_path):
+    root, *_ = runs
+    out = run_script("utils/explore_results.py", "--data", root / "full", "--output",
+                     tmp_path / "p.png")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert "eval_score" in out.stdout and "kl_dist" in out.stdout  # every per-iteration key
+    two = run_script("utils/explore_results.py", "--data", root / "full",
+                     root / "killed" / "logs" / "log.csv", "--keys", "eval_score",
+                     "--output", tmp_path / "two.png")
+    assert two.returncode == 0, two.stderr
+    assert "mean ± std" in two.stdout and (tmp_path / "two.png").is_file()
+    lowest = min(np.mean(read_job_log(root / name)["eval_score"][-10:])
+                 for name in ("full", "killed"))
+    row = next(line for line in two.stdout.splitlines() if line.startswith("eval_score"))
+    assert "lowest run's mean of last 10" in two.stdout and f"{lowest:.4g}" in row.split()
+    bad = run_script("utils/explore_results.py", "--data", root / "full", "--keys", "nope")
+    assert bad.returncode == 2 and "no key(s) nope" in bad.stderr
+
+
+def test_evaluate_policy_reports_both_modes(runs):
+    root, *_ = runs
+    out = run_script("utils/evaluate_policy.py", "--policy", root / "full" / "best_policy.pt",
+                     "--episodes", "2")
+    assert out.returncode == 0, out.stderr
+    row = out.stdout.splitlines()[2]
+    assert "best_policy.pt" in row and "Hopper-v5" in row and row.count("±") == 2
+    bad = run_script("utils/evaluate_policy.py", "--policy", root / "missing.pt")
+    assert bad.returncode == 2 and "policy file not found" in bad.stderr
