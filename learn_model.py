@@ -44,7 +44,7 @@ def main() -> None:
     device = resolve_device(cfg.device)
     env = make_env(cfg.env_name, cfg.act_repeat)
     reward = load_reward(cfg, args.include, env.obs_dim, env.act_dim)
-    data = load_offline_data(cfg, env.obs_dim, env.act_dim, reward, device)
+    data = load_offline_data(cfg, env.obs_dim, env.act_dim, reward, device, env.action_box)
     model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device,
                                       learn_reward=reward.reward_function is None)
     save_ensemble(model, str(output), ensemble_meta(cfg))

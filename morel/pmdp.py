@@ -60,19 +60,29 @@ class Rollouts:
 RewardFn = Callable[..., torch.Tensor]
 
 
+def clip_to_box(actions: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> torch.Tensor:
+    """Actions [..., act_dim] clipped to box = (low, high) [act_dim]; unchanged when None."""
+    return actions if box is None else torch.maximum(torch.minimum(actions, box[1]), box[0])
+
+
 @torch.no_grad()
 def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: torch.Tensor,
                   horizon: int, rules: HaltRules, reward_fn: RewardFn,
                   termination_fn: RewardFn | None, timing: str = "next",
-                  act_repeat: int = 1, generator: torch.Generator | None = None) -> Rollouts:
+                  act_repeat: int = 1, generator: torch.Generator | None = None,
+                  action_box: tuple[torch.Tensor, torch.Tensor] | None = None) -> Rollouts:
     """Roll every start state [N, obs_dim] through every member: P = E * N paths (member-major).
 
     Each step runs ONE ensemble forward on the live paths' (s, a): member e's prediction advances
     member e's paths and the spread of all members is the disagreement. Actions are the policy
     mean plus exp(log_std) * N(0, 1) noise (drawn on the CPU from `generator`), clamped with the
-    states to +-bound. A path ends at its first done step (termination function, kept), or, after
-    the first step whose disagreement exceeds truncate_lim (not counted on the step that ends the
-    path), at length max(min_halt_length, t + 1). Paths the termination function ends before
+    states to +-bound; with `action_box` (low, high [act_dim]) the models, the reward and the
+    termination function see the actions clipped to it, as the env would execute them, while
+    the paths keep the sampled actions (the policy's likelihood is of those). A path ends at
+    its first done step (termination function, kept), or, after the first step whose
+    disagreement exceeds truncate_lim (not counted on the step that ends the path), at length
+    max(min_halt_length, t + 1). Paths the termination function ends before
     min_length steps are dropped. Rewards are reward_fn * act_repeat; finished paths stop costing
     compute (the live set is compacted each step).
     """
@@ -94,13 +104,14 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     for t in range(horizon):
         noise = torch.randn(len(live), act_dim, generator=generator).to(dev)
         actions = (policy(states) + std * noise).clamp(-rules.bound, rules.bound)
-        preds = model.predict_all(states, actions)  # [E, L, obs_dim]
+        executed = clip_to_box(actions, action_box)
+        preds = model.predict_all(states, executed)  # [E, L, obs_dim]
         rows = torch.arange(len(live), device=dev)
         next_states = preds[member[live], rows].clamp(-rules.bound, rules.bound)
         obs_buf[live, t], act_buf[live, t], next_buf[live, t] = states, actions, next_states
         done = torch.zeros(len(live), dtype=torch.bool, device=dev)
         if termination_fn is not None:
-            step = {"observations": states[:, None], "actions": actions[:, None],
+            step = {"observations": states[:, None], "actions": executed[:, None],
                     "next_observations": next_states[:, None]}
             done = torch.as_tensor(termination_fn(step, timing), device=dev)[:, 0]
         stop = done.clone()
@@ -126,7 +137,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     valid = ~(env_done & (length < rules.min_length)) & (horizon >= rules.min_length)
     steps = torch.arange(horizon, device=dev)
     mask = (steps[None, :] < length[:, None]).float()
-    paths = {"observations": obs_buf, "actions": act_buf, "next_observations": next_buf}
+    paths = {"observations": obs_buf, "actions": clip_to_box(act_buf, action_box),
+             "next_observations": next_buf}
     rewards = torch.as_tensor(reward_fn(paths, timing), dtype=torch.float32, device=dev)
     rewards = rewards * act_repeat * mask
     last = (length - 1).clamp(min=0)
@@ -165,9 +177,12 @@ def ensemble_statistics(model: DynamicsEnsemble, data: dict[str, torch.Tensor],
 def model_table(log: dict[str, Any], num_models: int) -> str:
     """The ensemble's statistics as printed by learn_model.py and run_morel.py: a row per
     member, then the disagreement and threshold."""
-    rows = [[i, log.get(f"dyn_loss_{i}", math.nan), log[f"dyn_loss_gen_{i}"]]
+    heldout = "dyn_loss_heldout_0" in log
+    rows = [[i, log.get(f"dyn_loss_{i}", math.nan),
+             *([log[f"dyn_loss_heldout_{i}"]] if heldout else []), log[f"dyn_loss_gen_{i}"]]
             for i in range(num_models)]
     members = tabulate(rows, headers=["member", "train loss (normalised)",
+                                      *(["held-out loss"] if heldout else []),
                                       "next-state MSE on data"], floatfmt=".4g")
     limit = log["truncate_lim"]
     summary = tabulate([["disagreement on data: max", log["disagreement_max"]],

@@ -62,6 +62,10 @@ def test_ensemble_statistics_and_table():
     assert stats["disagreement_mean"] == pytest.approx(float(dis.mean()))
     table = model_table({**stats, "dyn_loss_1": 0.25}, 3)
     assert "truncate_lim" in table and "0.25" in table and len(table.splitlines()) > 8
+    assert "held-out" not in table
+    held = {f"dyn_loss_heldout_{i}": 0.125 + i for i in range(3)}
+    assert "held-out loss" in model_table({**stats, **held}, 3) and "2.125" in model_table(
+        {**stats, **held}, 3)
     naive = ensemble_statistics(model, data, None)
     assert naive["truncate_lim"] is None and "none (naive)" in model_table(naive, 3)
 
@@ -132,6 +136,37 @@ def test_no_threshold_runs_to_the_horizon_and_termination_rules():
     quirk = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 12, HaltRules(100.0),
                           zero_reward, done_at_x3, timing="current")
     assert quirk.batch.lengths.tolist() == [7, 8] and not quirk.batch.terminated.any()
+
+
+def test_the_models_and_rewards_see_actions_clipped_to_the_box():
+    """clip_actions: a policy whose mean is far outside the box drives the model (and the reward
+    and termination functions) with box-clipped actions, while the paths keep the sampled ones
+    (whose likelihood the NPG step needs)."""
+    model = DynamicsEnsemble(2, 2, 1, (), seed=0)  # x' = x + a (both members), y' = y
+    with torch.no_grad():
+        model.weights[0].zero_()
+        model.biases[0].zero_()
+        model.weights[0][:, 2, 0] = 1.0
+    policy = still_policy()
+    with torch.no_grad():
+        policy.layers[-1].bias.fill_(3.0)  # mean action 3, the box is [-0.5, 1]
+    seen = []
+
+    def action_reward(paths, timing):
+        seen.append(paths["actions"])
+        return paths["actions"][..., 0]
+
+    box = (torch.tensor([-0.5]), torch.tensor([1.0]))
+    starts = torch.zeros(3, 2)
+    out = pmdp_rollouts(model, policy, starts, 6, HaltRules(None), action_reward, None,
+                        action_box=box)
+    assert torch.all(out.batch.actions == 3.0)  # what the policy sampled
+    torch.testing.assert_close(out.next_observations[:, :, 0],
+                               torch.arange(1.0, 7.0).expand(6, 6))  # x advanced by clip(3) = 1
+    assert torch.all(seen[-1] == 1.0) and torch.all(out.batch.rewards == 1.0)
+    unclipped = pmdp_rollouts(model, policy, starts, 6, HaltRules(None), action_reward, None)
+    torch.testing.assert_close(unclipped.next_observations[:, :, 0],
+                               3 * torch.arange(1.0, 7.0).expand(6, 6))
 
 
 @torch.no_grad()

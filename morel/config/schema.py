@@ -157,6 +157,26 @@ class MorelConfig(CommonKeys):
         metadata=doc("with bc_init: start the policy std at the dataset's per-dimension action "
                      "spread around the cloned mean (ours; False: init_log_std)"),
     )
+    bc_epochs: int = field(
+        default=5, metadata=count("behaviour-cloning epochs (with bc_holdout > 0: the cap)", 10**6)
+    )
+    bc_normalize: bool = field(
+        default=False,
+        metadata=doc("with bc_init: normalise the policy's inputs by the dataset's mean and std "
+                     "(ours; False: the original's raw inputs)"),
+    )
+    bc_holdout: float = field(
+        default=0.0,
+        metadata=doc("with bc_init: share of the data held out to stop BC once its loss stops "
+                     "improving (5 epochs' patience; the best epoch is kept); 0: the original's "
+                     "fixed bc_epochs", lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
+    )
+    clip_actions: bool = field(
+        default=False,
+        metadata=doc("clip actions to the env's action box where the env would: in the models' "
+                     "training data and in model rollouts (ours; False: the original, where the "
+                     "models see unclipped actions)"),
+    )
     pessimism_coef: float | None = field(
         default=None,
         metadata=doc("threshold = max dataset disagreement / this; None or 0: no halting",
@@ -180,6 +200,19 @@ class MorelConfig(CommonKeys):
     fit_wd: float = field(default=0.0, metadata=non_negative("dynamics Adam weight decay"))
     fit_mb_size: int = field(default=256, metadata=count("dynamics minibatch size", 10**7))
     fit_epochs: int = field(default=25, metadata=count("dynamics training epochs", 10**6))
+    fit_holdout: float = field(
+        default=0.0,
+        metadata=doc("share of the data held out of the dynamics fit; its loss per member is "
+                     "logged as dyn_loss_heldout_i (ours; 0: the original, every sample trains)",
+                     lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
+    )
+    fit_patience: int | None = field(
+        default=None,
+        metadata=doc("with fit_holdout: each member keeps its best held-out epoch and the fit "
+                     "stops once no member improved for this many epochs (None: all "
+                     "fit_epochs)", lambda v: v is None or 1 <= v <= 10**6,
+                     "must be in [1, 1000000] or None"),
+    )
     refresh_fit: bool = field(default=False, metadata=doc("unused, kept for compatibility"))
     max_steps: int = field(default=10_000, metadata=positive("cap on dynamics gradient steps"))
     update_paths: int = field(default=50,

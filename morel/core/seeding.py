@@ -36,6 +36,7 @@ class Stream(enum.IntEnum):
     EVALUATION = 8  # [iteration]: evaluation episodes (env resets, action noise)
     COLLECTION = 9  # collect_dataset.py: env resets and action noise
     SAMPLING = 10  # [iteration]: train_policy.py's real-env episodes
+    DYNAMICS_HOLDOUT = 11  # the dynamics fit's held-out samples (fit_holdout)
 
 
 def check_seed(seed: object) -> int:

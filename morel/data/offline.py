@@ -20,12 +20,15 @@ from morel.envs.reward_files import RewardFile, load_reward_file
 @dataclass
 class OfflineData:
     """Dataset transitions on the device: s, a, s_next [M, .], r [M]; init_states
-    [paths, obs_dim]."""
+    [paths, obs_dim]. With clip_actions, `a` is clipped to the env's action box (what the env
+    executed, what the models learn from) and raw_actions [M, act_dim] are the recorded ones
+    (what behaviour cloning fits); otherwise both are the recorded actions."""
 
     tensors: dict[str, torch.Tensor]
     mean_return: float
     num_samples: int
     obs_mask: np.ndarray  # [obs_dim]: what the observations were multiplied by
+    raw_actions: torch.Tensor
 
 
 def load_reward(cfg: MorelConfig, include: str | None, obs_dim: int,
@@ -60,7 +63,10 @@ def check_termination_on_data(path: Path, reward: RewardFile, data: dict[str, to
 
 
 def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: RewardFile,
-                      device: torch.device) -> OfflineData:
+                      device: torch.device,
+                      action_box: tuple[np.ndarray, np.ndarray] | None = None) -> OfflineData:
+    """The config's dataset, checked, as OfflineData on `device`; with cfg.clip_actions the
+    models' actions are clipped to `action_box` (low, high [act_dim])."""
     path = cfg.resolve_path("data_file")
     dataset = load_dataset(path, obs_dim, act_dim, min_length=2)
     meta_mask = dataset.meta.get("obs_mask")
@@ -83,7 +89,12 @@ def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: Rewa
     flat = transitions(dataset.paths)
     tensors = {k: torch.as_tensor(v, dtype=torch.float32, device=device)
                for k, v in flat.items()}
+    raw_actions = tensors["a"]
+    if cfg.clip_actions and action_box is not None:
+        low, high = (torch.as_tensor(b, dtype=torch.float32, device=device) for b in action_box)
+        tensors["a"] = torch.maximum(torch.minimum(raw_actions, high), low)
     if reward.termination_function is not None:
         check_termination_on_data(path, reward, tensors, cfg.reward_timing)
     returns = [float(np.sum(p["rewards"])) for p in dataset.paths]
-    return OfflineData(tensors, float(np.mean(returns)), dataset.num_samples, obs_mask)
+    return OfflineData(tensors, float(np.mean(returns)), dataset.num_samples, obs_mask,
+                       raw_actions)

@@ -74,6 +74,13 @@ class MorelEnv(gym.Wrapper):
         self._elapsed = 0
 
     @property
+    def action_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) [act_dim] of the actions the env executes (it clips to them)."""
+        space = self.env.action_space
+        return (np.asarray(space.low, dtype=np.float64).reshape(-1),
+                np.asarray(space.high, dtype=np.float64).reshape(-1))
+
+    @property
     def env_id(self) -> str:
         return self.env.spec.id if self.env.spec is not None else type(self.env).__name__
 

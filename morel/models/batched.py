@@ -77,12 +77,14 @@ def member_orders(num: int, gens: list[torch.Generator], device: torch.device) -
 def fit_members(model: nn.Module, member_loss: Callable[[torch.Tensor], torch.Tensor], num: int,
                 batch_size: int, optimizer: torch.optim.Optimizer,
                 generators: list[torch.Generator], epochs: int, max_steps: float = math.inf,
-                desc: str = "fitting", progress: bool = True) -> list[torch.Tensor]:
+                desc: str = "fitting", progress: bool = True,
+                after_epoch: Callable[[int], bool] | None = None) -> list[torch.Tensor]:
     """The member-wise minibatch loop. Each epoch, member e draws its own order of the `num`
     samples (generators[e]) and takes num // batch_size minibatches of it; `member_loss(idx)`
     maps indices [E, B] to the members' losses [E], and one optimizer step follows on their sum.
-    Training stops after the epoch in which the step count reaches max_steps. Returns each
-    epoch's mean minibatch loss per member, [E] each."""
+    Training stops after the epoch in which the step count reaches max_steps, or when
+    `after_epoch(epoch)` (epochs count from 1) returns True. Returns each epoch's mean minibatch
+    loss per member, [E] each."""
     if num < batch_size:
         raise MorelError(f"dataset has {num} transitions, fewer than fit_mb_size "
                          f"{batch_size}; lower fit_mb_size")
@@ -90,7 +92,7 @@ def fit_members(model: nn.Module, member_loss: Callable[[torch.Tensor], torch.Te
     num_models = len(generators)
     steps_per_epoch, total, history = num // batch_size, 0, []
     bar = tqdm(total=epochs, desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         order = member_orders(num, generators, device)
         epoch_loss = torch.zeros(num_models, device=device)
         for k in range(steps_per_epoch):
@@ -103,7 +105,37 @@ def fit_members(model: nn.Module, member_loss: Callable[[torch.Tensor], torch.Te
         total += steps_per_epoch
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1].mean().item():.4g}")
-        if total >= max_steps:
+        if total >= max_steps or (after_epoch is not None and after_epoch(epoch)):
             break
     bar.close()
     return history
+
+
+class BestMembers:
+    """Each member's weights at its lowest held-out loss so far (early stopping per member)."""
+
+    def __init__(self, model: BatchedMLP):
+        self.params = [*model.weights, *model.biases]  # each [E, ...]
+        self.kept = [p.detach().clone() for p in self.params]
+        self.loss = torch.full((model.num_models,), math.inf, device=self.kept[0].device)
+        self.epoch = torch.zeros(model.num_models, dtype=torch.long)
+        self.last_improved = 0
+
+    @torch.no_grad()
+    def update(self, losses: torch.Tensor, epoch: int) -> int:
+        """Keep the members whose held-out loss [E] is a new low; returns the epochs since any
+        member last improved."""
+        better = losses < self.loss
+        if bool(better.any()):
+            for kept, p in zip(self.kept, self.params):
+                kept[better] = p[better]
+            self.loss = torch.where(better, losses, self.loss)
+            self.epoch[better.cpu()] = epoch
+            self.last_improved = epoch
+        return epoch - self.last_improved
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put every member's kept weights back."""
+        for kept, p in zip(self.kept, self.params):
+            p.copy_(kept)

@@ -15,7 +15,7 @@ layers and the member-wise fit loop are `morel.models.batched`; the file is `mor
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -68,23 +68,29 @@ class DynamicsEnsemble(BatchedMLP):
 
     def fit(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor, epochs: int,
             batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0,
-            max_steps: float = math.inf, seed: int = 123,
-            progress: bool = True) -> list[torch.Tensor]:
+            max_steps: float = math.inf, seed: int = 123, progress: bool = True,
+            after_epoch: Callable[[int], bool] | None = None) -> list[torch.Tensor]:
         """Train all members together on transitions s, a, s_next [M, .] (same device as the
-        model) with `fit_members` (member e's data order: stream DYNAMICS_ORDER, e); returns the
-        per-member mean minibatch loss of each epoch, [E]."""
+        model) with `fit_members` (member e's data order: stream DYNAMICS_ORDER, e; after_epoch:
+        its early-stopping hook); returns the per-member mean minibatch loss of each epoch,
+        [E]."""
         self.set_normalisation(s, a, s_next)
         optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
-        d_scale = self.d_scale[:, None] + 1e-8
 
         def member_loss(idx: torch.Tensor) -> torch.Tensor:
-            pred = self(self.normalised_inputs(s[idx], a[idx]))
-            target = (s_next[idx] - s[idx] - self.d_shift[:, None]) / d_scale
-            return ((pred - target) ** 2).mean(dim=(1, 2))
+            return self.normalised_loss(s[idx], a[idx], s_next[idx])
 
         return fit_members(self, member_loss, len(s), batch_size, optimizer,
                            member_generators(seed, Stream.DYNAMICS_ORDER, self.num_models),
-                           epochs, max_steps, "fitting dynamics", progress)
+                           epochs, max_steps, "fitting dynamics", progress, after_epoch)
+
+    def normalised_loss(self, s: torch.Tensor, a: torch.Tensor,
+                        s_next: torch.Tensor) -> torch.Tensor:
+        """The training loss [E]: MSE of the normalised residual; s, a, s_next are [E, B, .]
+        (member e's minibatch) or [M, .] (the same samples for every member)."""
+        pred = self(self.normalised_inputs(s, a))
+        target = (s_next - s - self.d_shift[:, None]) / (self.d_scale[:, None] + 1e-8)
+        return ((pred - target) ** 2).mean(dim=(1, 2))
 
     @torch.no_grad()
     def dataset_statistics(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,

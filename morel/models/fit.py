@@ -8,9 +8,13 @@ from typing import Any
 
 import torch
 
+from morel.config.fields import ConfigError
 from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
 from morel.core.floats import flush_subnormals
+from morel.core.holdout import holdout_split
+from morel.core.seeding import Stream, stream, torch_generator
+from morel.models.batched import BestMembers
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.models.reward import RewardEnsemble
@@ -43,13 +47,7 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
     else:
         model = DynamicsEnsemble(cfg.num_models, obs_dim, act_dim, cfg.hidden_size,
                                  cfg.activation, seed=cfg.seed).to(device)
-        history = model.fit(data["s"], data["a"], data["s_next"], cfg.fit_epochs,
-                            cfg.fit_mb_size, cfg.fit_lr, cfg.fit_wd, cfg.max_steps,
-                            seed=cfg.seed, progress=progress)
-        log["fit_epochs"] = len(history)
-        check_fit(history[-1], "dynamics")
-        for i, loss in enumerate(history[-1].tolist()):
-            log[f"dyn_loss_{i}"] = loss
+        log.update(fit_dynamics(model, cfg, data, progress))
         if learn_reward:
             model.reward = RewardEnsemble(cfg.num_models, obs_dim, act_dim,
                                           seed=cfg.seed).to(device)
@@ -61,6 +59,56 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
                 log[f"rew_loss_{i}"] = loss
     log["model_learning_time"] = time.perf_counter() - start
     return model, log
+
+
+def fit_dynamics(model: DynamicsEnsemble, cfg: MorelConfig, data: dict[str, torch.Tensor],
+                 progress: bool = True) -> dict[str, Any]:
+    """Fit the ensemble on data['s', 'a', 's_next'] [M, .]; returns the log values fit_epochs and
+    dyn_loss_i (last epoch's training loss). With fit_holdout a random share of the samples
+    (stream DYNAMICS_HOLDOUT) is held out: dyn_loss_heldout_i is member i's loss on it (the
+    training loss's units), and with fit_patience each member keeps its weights of its best
+    held-out epoch (dyn_best_epoch_i) and the fit stops once no member improved for
+    fit_patience epochs."""
+    if cfg.fit_patience and not cfg.fit_holdout:
+        raise ConfigError(f"{cfg.source or 'config'}: 'fit_patience' needs 'fit_holdout' > 0 "
+                          "(the held-out share it watches)")
+    train = held = None
+    if cfg.fit_holdout > 0:
+        train, held = holdout_split(len(data["s"]), cfg.fit_holdout,
+                                    torch_generator(stream(cfg.seed, Stream.DYNAMICS_HOLDOUT)))
+        held_data = [data[k][held.to(data[k].device)] for k in ("s", "a", "s_next")]
+    fit_data = [data[k] if train is None else data[k][train.to(data[k].device)]
+                for k in ("s", "a", "s_next")]
+    best = BestMembers(model) if held is not None and cfg.fit_patience else None
+
+    def after_epoch(epoch: int) -> bool:
+        losses = heldout_loss(model, *held_data)
+        return best.update(losses, epoch) >= cfg.fit_patience
+
+    history = model.fit(*fit_data, cfg.fit_epochs, cfg.fit_mb_size, cfg.fit_lr, cfg.fit_wd,
+                        cfg.max_steps, seed=cfg.seed, progress=progress,
+                        after_epoch=after_epoch if best is not None else None)
+    check_fit(history[-1], "dynamics")
+    log: dict[str, Any] = {"fit_epochs": len(history)}
+    log.update({f"dyn_loss_{i}": loss for i, loss in enumerate(history[-1].tolist())})
+    if best is not None:
+        best.restore()
+        log.update({f"dyn_best_epoch_{i}": int(e) for i, e in enumerate(best.epoch.tolist())})
+    if held is not None:
+        log.update({f"dyn_loss_heldout_{i}": loss
+                    for i, loss in enumerate(heldout_loss(model, *held_data).tolist())})
+    return log
+
+
+@torch.no_grad()
+def heldout_loss(model: DynamicsEnsemble, s: torch.Tensor, a: torch.Tensor,
+                 s_next: torch.Tensor, batch_size: int = 16384) -> torch.Tensor:
+    """Each member's training loss on held-out samples [M, .], in chunks: [E]."""
+    total = torch.zeros(model.num_models, device=s.device)
+    for start in range(0, len(s), batch_size):
+        chunk = slice(start, start + batch_size)
+        total += model.normalised_loss(s[chunk], a[chunk], s_next[chunk]) * len(s[chunk])
+    return total / len(s)
 
 
 def check_fit(losses: torch.Tensor, kind: str) -> None:

@@ -13,20 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from morel.npg.agent import policy_from_config
-from morel.npg.bc import behavior_clone
-from morel.config.schema import MorelConfig
 from morel.config.files import write_config_json
-from morel.envs.wrapper import check_env_id, make_env, make_vector_env
+from morel.config.schema import MorelConfig
 from morel.core.floats import flush_subnormals
+from morel.core.seeding import Stream, stream, torch_generator
+from morel.data.offline import OfflineData, load_offline_data, load_reward
+from morel.envs.scores import normalized_score
+from morel.envs.wrapper import check_env_id, make_env, make_vector_env
+from morel.npg.agent import policy_from_config
+from morel.npg.bc import BCSettings, behavior_clone
+from morel.npg.policies import save_policy
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.runs.logger import DataLog
-from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.runs.loop import deployable_policy, evaluation_returns
-from morel.npg.policies import save_policy
-from morel.envs.sampling import episode_returns, mean_action_fn
-from morel.envs.scores import normalized_score
-from morel.core.seeding import Stream, stream, torch_generator
 
 
 def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10,
@@ -38,7 +37,7 @@ def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10
     probe = make_env(cfg.env_name, cfg.act_repeat)
     obs_dim, act_dim = probe.obs_dim, probe.act_dim
     reward = load_reward(cfg, include, obs_dim, act_dim)
-    data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    data = load_offline_data(cfg, obs_dim, act_dim, reward, device, probe.action_box)
     with job_lock(job):
         return _clone_into_job(cfg, job, device, data, episodes, force, progress)
 
@@ -50,9 +49,9 @@ def _clone_into_job(cfg: MorelConfig, job: Path, device: torch.device, data: Off
     old_run_files = check_job_dir(job, cfg.to_dict(), False, force)
     start = time.perf_counter()
     policy = policy_from_config(cfg, obs_dim, act_dim).to(device)
-    bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
-                                         generator=torch_generator(stream(cfg.seed, Stream.BC)),
-                                         progress=progress)
+    bc_log = behavior_clone(policy, data.tensors["s"], data.raw_actions,
+                            BCSettings.from_config(cfg),
+                            torch_generator(stream(cfg.seed, Stream.BC)), progress)
     eval_env = make_vector_env(cfg.env_name, episodes, cfg.act_repeat, data.obs_mask)
     # the episodes of MOReL's iteration-0 evaluation (its first eval_rollouts of them)
     returns = evaluation_returns(eval_env, policy, cfg, 0)
@@ -61,7 +60,7 @@ def _clone_into_job(cfg: MorelConfig, job: Path, device: torch.device, data: Off
     clear_run_files(job, old_run_files)
     log = DataLog()
     log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
-                  "bc_loss_before": bc_before, "bc_loss_after": bc_after, "eval_score": score,
+                  **bc_log, "eval_score": score,
                   "eval_score_std": float(np.std(returns)), "eval_episodes": episodes,
                   **({} if normalized is None else {"eval_score_normalized": normalized}),
                   "iter_time": time.perf_counter() - start})

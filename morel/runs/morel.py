@@ -28,12 +28,12 @@ from morel.core.seeding import Stream, stream, torch_generator
 from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.envs.reward_files import RewardFile
 from morel.envs.scores import normalized_score
-from morel.envs.wrapper import check_env_id, make_env, make_vector_env
+from morel.envs.wrapper import MorelEnv, check_env_id, make_env, make_vector_env
 from morel.models.files import load_ensemble, save_ensemble
 from morel.models.fit import ensemble_meta, fit_or_load_ensemble
 from morel.models.reward import learned_reward_function
 from morel.npg.agent import NPGAgent, NPGSettings, baseline_from_config, policy_from_config
-from morel.npg.bc import behavior_clone, match_residual_std
+from morel.npg.bc import BCSettings, behavior_clone, match_residual_std
 from morel.npg.policies import GaussianMLP
 from morel.pmdp import HaltRules, ensemble_statistics, model_table, pmdp_rollouts
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
@@ -87,15 +87,15 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     if cfg.bc_init_std and not cfg.bc_init:
         raise ConfigError(f"{cfg.source or 'config'}: 'bc_init_std' needs 'bc_init': True")
     probe = make_env(cfg.env_name, cfg.act_repeat)
-    obs_dim, act_dim, env_horizon = probe.obs_dim, probe.act_dim, probe.horizon
+    obs_dim, act_dim = probe.obs_dim, probe.act_dim
     reward = load_reward(cfg, include, obs_dim, act_dim)
-    data = load_offline_data(cfg, obs_dim, act_dim, reward, device)
+    data = load_offline_data(cfg, obs_dim, act_dim, reward, device, probe.action_box)
     with job_lock(job):
-        return _run_in_job(cfg, job, device, reward, data, env_horizon, resume, force, progress)
+        return _run_in_job(cfg, job, device, reward, data, probe, resume, force, progress)
 
 
 def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: RewardFile,
-                data: OfflineData, env_horizon: int, resume: bool, force: bool,
+                data: OfflineData, probe: MorelEnv, resume: bool, force: bool,
                 progress: bool) -> float:
     """run_morel's work once the job directory is locked."""
     obs_dim, act_dim = data.tensors["s"].shape[1], data.tensors["a"].shape[1]
@@ -133,13 +133,11 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     if resume:
         loop.resume()
     elif cfg.bc_init:
-        bc_before, bc_after = behavior_clone(policy, data.tensors["s"], data.tensors["a"],
-                                             generator=torch_generator(stream(cfg.seed,
-                                                                              Stream.BC)),
-                                             progress=progress)
-        log.log_dict({"bc_loss_before": bc_before, "bc_loss_after": bc_after})
+        log.log_dict(behavior_clone(policy, data.tensors["s"], data.raw_actions,
+                                    BCSettings.from_config(cfg),
+                                    torch_generator(stream(cfg.seed, Stream.BC)), progress))
         if cfg.bc_init_std:
-            std = match_residual_std(policy, data.tensors["s"], data.tensors["a"])
+            std = match_residual_std(policy, data.tensors["s"], data.raw_actions)
             log.log_dict({"bc_init_std": float(std.mean())})
     # written once the checkpoint (when resuming) has been read and loaded: a damaged one
     # leaves the job directory as it was
@@ -151,16 +149,26 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     reward_scale = cfg.act_repeat if reward.reward_function else 1
     halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
     rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates)
-    horizon = min(cfg.horizon, env_horizon)
+    horizon = min(cfg.horizon, probe.horizon)
+    action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
+                        for b in probe.action_box) if cfg.clip_actions else None)
     eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat, obs_mask)
                 if cfg.eval_rollouts else None)
+    if cfg.bc_init and not resume:
+        bc_line = f"behaviour cloning: loss {log.current()['bc_loss_after']:.4g}"
+        if eval_env is not None:  # on iteration 0's evaluation episodes
+            bc_score = float(np.mean(evaluation_returns(eval_env, policy, cfg, 0)))
+            log.log_dict({"bc_eval_score": bc_score})
+            bc_line += f", eval_score {bc_score:.4g} (dataset {data.mean_return:.4g})"
+        if progress:
+            tqdm.write(bc_line)
     for it in loop.iterations():
         t_start = time.perf_counter()
         gen = torch_generator(stream(cfg.seed, Stream.ITERATION, it))
         starts = start_states(cfg, data, gen)
         rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
                                  reward.termination_function, cfg.reward_timing,
-                                 reward_scale, gen)
+                                 reward_scale, gen, action_box)
         if rollouts.batch.num_samples == 0:
             raise all_paths_ended_error(it, job, rules.min_length, loop.log.current())
         time_sampling = time.perf_counter() - t_start

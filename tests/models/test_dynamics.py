@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 
+from morel.config.files import config_from_dict
 from morel.core import seeding
 from morel.core.errors import MorelError
 from morel.models import batched
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble, save_ensemble
+from morel.models.fit import fit_dynamics
 
 
 def reference_predict(model: DynamicsEnsemble, e: int, s: torch.Tensor, a: torch.Tensor):
@@ -104,6 +106,39 @@ def test_max_steps_stops_after_the_epoch():
     model = DynamicsEnsemble(2, 4, 2, (8,), seed=0)
     history = model.fit(s, a, s_next, epochs=50, batch_size=100, max_steps=13, progress=False)
     assert len(history) == 3  # 6 steps per epoch: stops once 18 >= 13
+
+
+def noisy_fit_config(**keys):
+    return config_from_dict({"env_name": "Hopper-v5", "data_file": "unused.npz",
+                             "num_models": 3, "hidden_size": (64, 64), "fit_lr": 3e-3,
+                             "fit_mb_size": 32, "fit_epochs": 60, "seed": 5, **keys})
+
+
+def test_held_out_fit_keeps_each_members_best_epoch_and_stops():
+    """fit_holdout + fit_patience: each member ends with the weights of its best held-out
+    epoch (a fit capped at that epoch ends with the same member and the same held-out loss),
+    and the fit stops before fit_epochs once no member improves."""
+    s, a, s_next = linear_system(300)
+    s_next = s_next + 0.3 * torch.randn(s_next.shape, generator=torch.Generator().manual_seed(7))
+    s_next[:, 2] = 1.5
+    data = {"s": s, "a": a, "s_next": s_next}
+    model = DynamicsEnsemble(3, 4, 2, (64, 64), seed=5)
+    log = fit_dynamics(model, noisy_fit_config(fit_holdout=0.3, fit_patience=4), data, False)
+    assert log["fit_epochs"] < 60  # stopped early on the noisy data
+    best = [log[f"dyn_best_epoch_{i}"] for i in range(3)]
+    assert all(1 <= e <= log["fit_epochs"] - 4 for e in best)
+    for i, epoch in enumerate(best):
+        capped = DynamicsEnsemble(3, 4, 2, (64, 64), seed=5)
+        capped_log = fit_dynamics(capped, noisy_fit_config(fit_holdout=0.3, fit_epochs=epoch),
+                                  data, False)
+        assert capped_log["fit_epochs"] == epoch and "dyn_best_epoch_0" not in capped_log
+        assert capped_log[f"dyn_loss_heldout_{i}"] == log[f"dyn_loss_heldout_{i}"]
+        for kept, direct in zip([*model.weights, *model.biases],
+                                [*capped.weights, *capped.biases]):
+            assert torch.equal(kept[i], direct[i])
+    plain = fit_dynamics(DynamicsEnsemble(3, 4, 2, (64, 64), seed=5),
+                         noisy_fit_config(fit_epochs=3), data, False)
+    assert set(plain) == {"fit_epochs", "dyn_loss_0", "dyn_loss_1", "dyn_loss_2"}
 
 
 def test_save_load_roundtrip_and_bad_files(tmp_path):

@@ -62,8 +62,9 @@ def test_job_directory_and_log(setup):
     expected = [100 * (r + 20.272305) / (3234.3 + 20.272305) for r in log["eval_score"]]
     assert log["eval_score_normalized"] == pytest.approx(expected)
     for key in ("rollout_score", "dataset_samples", "dyn_loss_0", "dyn_loss_gen_2",
-                "bc_loss_after", "fit_epochs", "disagreement_max", "halt_frac_data"):
-        assert len(log[key]) == 1, key
+                "bc_loss_after", "fit_epochs", "disagreement_max", "halt_frac_data",
+                "bc_eval_score"):
+        assert len(log[key]) == 1 and math.isfinite(log[key][0]), key
     assert log["bc_loss_after"][0] < log["bc_loss_before"][0]
     assert all(0 < n <= 3 * 8 * 60 for n in log["num_samples"])
     model, meta = load_ensemble(str(job / "models.pt"))
