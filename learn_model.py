@@ -2,6 +2,8 @@
 load it with the config key `model_file`).
 
     python learn_model.py --config configs/hopper_v5_morel.txt --output models/hopper_medium.pt
+    python learn_model.py -c configs/hopper_v5_quick.txt -o runs/held_out.pt \
+        --set fit_holdout=0.1 --set fit_patience=5 --set fit_epochs=100
 
 Prints each member's training loss (normalised units) and next-state MSE on the data (raw units),
 the ensemble's disagreement on the data, and the halting threshold the config's pessimism_coef
@@ -12,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from morel.config.files import load_config, override
+from morel.config.cli import add_config_args, config_from_args
 from morel.core.atomic import check_writable_path
 from morel.core.device import resolve_device
 from morel.core.errors import MorelError, run_cli
-from morel.core.seeding import seed_arg
 from morel.data.offline import load_offline_data, load_reward
 from morel.envs.wrapper import check_env_id, make_env
 from morel.models.files import save_ensemble
@@ -26,14 +27,10 @@ from morel.pmdp import ensemble_statistics, model_table
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
-    p.add_argument("--output", "-o", required=True, help="model file to write (.pt)")
-    p.add_argument("--include", "-i", default=None, help="reward file (for its obs_mask)")
-    p.add_argument("--device", default=None, help="override the config's device")
-    p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
+    add_config_args(p, output_help="model file to write (.pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
     args = p.parse_args()
-    cfg = override(load_config(args.config), device=args.device, seed=args.seed)
+    cfg = config_from_args(args)
     if cfg.model_file:
         raise MorelError(f"{args.config}: model_file is set, so there is nothing to fit; "
                          "remove it to fit a new ensemble")

@@ -1,4 +1,5 @@
-"""Command-line flags shared by the scripts that take a MOReL config (run_morel.py, run_bc.py)."""
+"""Command-line flags shared by the scripts that take a MOReL config (run_morel.py,
+learn_model.py, run_bc.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from morel.config.schema import MorelConfig
 from morel.core.seeding import seed_arg
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(p: argparse.ArgumentParser, output_help: str = "job directory") -> None:
     """--config/-c, --output/-o, --include/-i, --device, --seed and --set KEY=VALUE."""
     p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
-    p.add_argument("--output", "-o", required=True, help="job directory")
+    p.add_argument("--output", "-o", required=True, help=output_help)
     p.add_argument("--include", "-i", default=None,
                    help="reward file (overrides the config's reward_file)")
     p.add_argument("--device", default=None, help="override the config's device")

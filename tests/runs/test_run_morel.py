@@ -102,6 +102,14 @@ def test_learn_model_then_run_with_model_file(setup):
     assert "truncate_lim" in fitted.stdout and "next-state MSE on data" in fitted.stdout
     again = run_script("learn_model.py", "--config", config, "--output", root / "m.pt")
     assert again.returncode == 2 and "file exists" in again.stderr
+    held = run_script("learn_model.py", "-c", config, "-o", root / "held.pt",
+                      "--set", "fit_holdout=0.2", "--set", "fit_patience=2")
+    assert held.returncode == 0, held.stderr
+    assert "held-out loss" in held.stdout
+    no_share = run_script("learn_model.py", "-c", config, "-o", root / "none.pt",
+                          "--set", "fit_patience=2")
+    assert no_share.returncode == 2 and "'fit_patience' needs 'fit_holdout'" in no_share.stderr
+    assert not (root / "none.pt").exists()
     # the same seed and data: the saved ensemble equals the one run_morel.py fitted
     a, _ = load_ensemble(str(root / "m.pt"))
     b, _ = load_ensemble(str(root / "full" / "models.pt"))
