@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
+from morel.envs.wrapper import clip_to_box
 from morel.models.dynamics import DynamicsEnsemble, max_pairwise_distance
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP
@@ -58,12 +59,6 @@ class Rollouts:
 
 
 RewardFn = Callable[..., torch.Tensor]
-
-
-def clip_to_box(actions: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-                ) -> torch.Tensor:
-    """Actions [..., act_dim] clipped to box = (low, high) [act_dim]; unchanged when None."""
-    return actions if box is None else torch.maximum(torch.minimum(actions, box[1]), box[0])
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
 from morel.data.datasets import load_dataset, transitions
 from morel.envs.reward_files import RewardFile, load_reward_file
+from morel.envs.wrapper import clip_to_box
 
 
 @dataclass
@@ -91,8 +92,8 @@ def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: Rewa
                for k, v in flat.items()}
     raw_actions = tensors["a"]
     if cfg.clip_actions and action_box is not None:
-        low, high = (torch.as_tensor(b, dtype=torch.float32, device=device) for b in action_box)
-        tensors["a"] = torch.maximum(torch.minimum(raw_actions, high), low)
+        box = tuple(torch.as_tensor(b, dtype=torch.float32, device=device) for b in action_box)
+        tensors["a"] = clip_to_box(raw_actions, box)
     if reward.termination_function is not None:
         check_termination_on_data(path, reward, tensors, cfg.reward_timing)
     returns = [float(np.sum(p["rewards"])) for p in dataset.paths]

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
+import torch
 
 from morel.core.errors import MorelError
 
@@ -112,6 +113,13 @@ class MorelEnv(gym.Wrapper):
         self._elapsed += 1
         truncated = bool(truncated) or self._elapsed >= self.horizon
         return self.obs_mask * obs, total, bool(terminated), truncated, info
+
+
+def clip_to_box(actions: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> torch.Tensor:
+    """Actions [..., act_dim] clipped to box = (low, high) [act_dim] as the env clips them
+    (`MorelEnv.action_box` as tensors); unchanged when box is None."""
+    return actions if box is None else torch.maximum(torch.minimum(actions, box[1]), box[0])
 
 
 _MUJOCO_WARNINGS_SEEN: set[str] = set()
