@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tabulate import tabulate
 
 from morel.core.atomic import atomic_path, check_writable_path
 from morel.core.errors import MorelError
+from morel.core.torch_files import load_torch_file
+from morel.npg.policies import GaussianMLP, save_policy
 from morel.runs.logger import DataLog
 from morel.runs.plots import plot_log
-from morel.npg.policies import GaussianMLP, save_policy
-from morel.core.torch_files import load_torch_file
 
 RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt",
              "models.pt", "samples")
