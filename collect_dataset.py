@@ -19,7 +19,9 @@ from morel.envs.reward_files import load_reward_file
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--env_name", required=True, help="gymnasium env id, e.g. Hopper-v5")
-    p.add_argument("--policy", required=True, help="policy file (.pt) or 'random' (uniform)")
+    p.add_argument("--policy", required=True,
+                   help="policy file (.pt), a pickled mjrl MLP (.pickle/.pkl, which takes the "
+                   "observations masked by --include, as in the original) or 'random' (uniform)")
     p.add_argument("--output", required=True, help="dataset file: .pickle, .npz or .h5")
     p.add_argument("--size", type=float, default=1e6, help="samples to collect (whole episodes)")
     p.add_argument("--mode", default="pure", help="pure | eps-X | gauss-X (BRAC protocol)")

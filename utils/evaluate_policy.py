@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from morel.core.errors import MorelError, run_cli
 from morel.core.seeding import Stream, seed_arg, stream
+from morel.envs.reward_files import load_reward_file
 from morel.envs.sampling import (
     ActionMode,
     episode_returns,
@@ -26,16 +27,22 @@ from morel.envs.sampling import (
     mean_action_fn,
 )
 from morel.envs.wrapper import check_env_id, make_vector_env
-from morel.npg.policies import load_policy
+from morel.npg.mjrl_pickle import load_policy_source
 
 
-def evaluate(path: str, episodes: int, seed: int) -> list[str]:
-    policy, meta = load_policy(path)
-    env_name = meta.get("env_name")
+def evaluate(path: str, episodes: int, seed: int, env_name: str | None = None,
+             act_repeat: int | None = None, include: str | None = None) -> list[str]:
+    """One table row; env_name, act_repeat and the obs_mask of `include` serve files without
+    that metadata (mjrl pickles: the policy takes the observations masked by `include`)."""
+    policy, meta = load_policy_source(path)
+    include_mask = load_reward_file(include).obs_mask if include else None
+    if include_mask is not None:
+        meta.setdefault("obs_mask", include_mask.tolist())
+    env_name = meta.get("env_name", env_name)
     if not isinstance(env_name, str):
-        raise MorelError(f"{path}: metadata has no env_name; cannot tell which env to run")
+        raise MorelError(f"{path}: metadata has no env_name; give --env_name")
     check_env_id(env_name)
-    vec_env = make_vector_env(env_name, episodes, int(meta.get("act_repeat", 1)))
+    vec_env = make_vector_env(env_name, episodes, int(meta.get("act_repeat", act_repeat or 1)))
     env0 = vec_env.envs[0]
     if (policy.obs_dim, policy.act_dim) != (env0.obs_dim, env0.act_dim):
         raise MorelError(f"{path}: policy dims {policy.obs_dim}/{policy.act_dim} do not match "
@@ -56,7 +63,13 @@ def evaluate(path: str, episodes: int, seed: int) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--policy", nargs="+", required=True, help="policy files (.pt)")
+    p.add_argument("--policy", nargs="+", required=True,
+                   help="policy files (.pt, or pickled mjrl MLPs: .pickle/.pkl)")
+    p.add_argument("--env_name", default=None, help="env of files without metadata (mjrl)")
+    p.add_argument("--act_repeat", type=int, default=None,
+                   help="act_repeat of files without metadata (default 1)")
+    p.add_argument("--include", default=None,
+                   help="reward file whose obs_mask an mjrl policy's observations had")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the episodes (stream EVALUATION of morel.core.seeding; the same "
@@ -65,7 +78,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.episodes < 1:
         raise MorelError("--episodes must be >= 1")
-    rows = [evaluate(path, args.episodes, args.seed) for path in args.policy]
+    rows = [evaluate(path, args.episodes, args.seed, args.env_name, args.act_repeat, args.include)
+            for path in args.policy]
     headers = ["file", "env", f"deterministic ({args.episodes} ep.)",
                f"stochastic ({args.episodes} ep.)"]
     print(tabulate(rows, headers=headers, tablefmt="github"))

@@ -19,8 +19,8 @@ import numpy as np
 
 from morel.core.atomic import atomic_path, check_writable_path, write_text_atomic
 from morel.core.errors import MorelError
+from morel.core.safe_pickle import safe_load
 from morel.data.hdf5 import open_hdf5
-from morel.data.safe_pickle import safe_load
 from morel.envs.metadata import check_meta
 
 FORMATS = (".pickle", ".pkl", ".npz", ".h5", ".hdf5")

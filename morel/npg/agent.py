@@ -21,9 +21,10 @@ from morel.core.errors import MorelError, NumericError, check_finite
 from morel.core.seeding import Stream, int_seed, stream
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gae import discounted_returns, gae_advantages, whiten
+from morel.npg.mjrl_pickle import load_policy_source
 from morel.npg.natural_gradient import npg_step
 from morel.npg.paths import PathBatch
-from morel.npg.policies import GaussianMLP, load_policy
+from morel.npg.policies import GaussianMLP
 
 # the keys of train_step's log, in the original's order (a rejected step logs them as NaN)
 STEP_LOG_KEYS = ("stoc_pol_mean", "stoc_pol_std", "stoc_pol_max", "stoc_pol_min", "alpha",
@@ -57,7 +58,7 @@ def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianM
     if not cfg.init_policy:
         return GaussianMLP(obs_dim, act_dim, cfg.policy_size, cfg.init_log_std, cfg.min_log_std,
                            seed=int_seed(stream(cfg.seed, Stream.POLICY_INIT)))
-    policy, meta = load_policy(cfg.resolve_path("init_policy"))
+    policy, meta = load_policy_source(cfg.resolve_path("init_policy"))
     if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
         raise MorelError(f"init_policy {cfg.init_policy}: dims {policy.obs_dim}/"
                          f"{policy.act_dim} do not match env {obs_dim}/{act_dim}")

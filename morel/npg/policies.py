@@ -170,9 +170,11 @@ def save_policy(policy: GaussianMLP, path: str | Path, meta: dict[str, Any] | No
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu"
                 ) -> tuple[GaussianMLP, dict[str, Any]]:
-    """Read a policy file written by `save_policy` -> (policy, meta). Never runs code from it."""
+    """Read a policy file written by `save_policy` -> (policy, meta). Never runs code from it.
+    (`morel.npg.mjrl_pickle.load_policy_source` also takes mjrl pickles.)"""
     path = Path(path)
-    payload = load_torch_file(path, "policy")
+    payload = load_torch_file(path, "policy", "; an mjrl policy pickle is read when its name "
+                              "ends in .pickle or .pkl")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MorelError(f"{path}: not a morel policy file (expected format '{FORMAT}')")
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from morel.core.atomic import atomic_path, write_text_atomic
 from morel.core.errors import MorelError
-from morel.data.safe_pickle import safe_load
+from morel.core.safe_pickle import safe_load
 
 
 def _plain(value: Any) -> Any:

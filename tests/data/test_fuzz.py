@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from morel.config.files import config_from_dict, parse_config_text
 from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
+from morel.core.safe_pickle import safe_load
 from morel.data.datasets import Dataset, load_dataset, save_dataset
-from morel.data.safe_pickle import safe_load
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -209,7 +209,7 @@ def test_policy_loader_on_mutated_files(data, tmp_path_factory):
 LOAD_ALL = """
 import pathlib, sys
 from morel.core.errors import MorelError
-from morel.data.safe_pickle import safe_load
+from morel.core.safe_pickle import safe_load
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.pickle")):
     try:
         safe_load(path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from morel.core.errors import MorelError
-from morel.data.safe_pickle import safe_load, safe_loads
+from morel.core.safe_pickle import safe_load, safe_loads
 
 
 class _RunsCommand:

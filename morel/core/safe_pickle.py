@@ -173,16 +173,16 @@ def _dtype(name: Any, align: Any = False, copy: Any = True) -> _DtypeStub:
 
 
 # (module, name) -> object. numpy 1.x pickles say `numpy.core.*`, numpy 2.x say `numpy._core.*`.
-_ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode,
+ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode,
                                         ("numpy", "ndarray"): _NDARRAY,
                                         ("numpy", "dtype"): _dtype}
 for _mod in ("numpy.core", "numpy._core"):
-    _ALLOWED[(f"{_mod}.multiarray", "_reconstruct")] = _reconstruct
-    _ALLOWED[(f"{_mod}.multiarray", "scalar")] = _scalar
-    _ALLOWED[(f"{_mod}.numeric", "_frombuffer")] = _frombuffer
+    ALLOWED[(f"{_mod}.multiarray", "_reconstruct")] = _reconstruct
+    ALLOWED[(f"{_mod}.multiarray", "scalar")] = _scalar
+    ALLOWED[(f"{_mod}.numeric", "_frombuffer")] = _frombuffer
 for _name in ("list", "dict", "tuple", "set", "frozenset", "int", "float", "bool", "complex"):
-    _ALLOWED[("builtins", _name)] = getattr(builtins, _name)
-    _ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)  # protocol < 3 spelling
+    ALLOWED[("builtins", _name)] = getattr(builtins, _name)
+    ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)  # protocol < 3 spelling
 
 
 class _Opcodes(dict):
@@ -192,24 +192,27 @@ class _Opcodes(dict):
         raise _refuse(f"invalid load key, {chr(opcode)!r}.")
 
 
-class _RestrictedUnpickler(pickle._Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler (as fast here: a dataset is a few large byte strings), so that
     BUILD, which would set attributes on whatever object precedes it, can be restricted to
-    the stand-ins."""
+    the stand-ins. A subclass may admit more globals (`allowed`) and more stand-in types whose
+    own `__setstate__` checks the state (`buildable`)."""
 
     dispatch = _Opcodes(pickle._Unpickler.dispatch)
+    allowed: dict[tuple[str, str], Any] = ALLOWED
+    buildable: tuple[type, ...] = (_ArrayStub, _DtypeStub)
+    admits = "only numpy arrays and builtin containers are allowed in data pickles"
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
-            raise _refuse(f"refused to load global '{module}.{name}': only numpy arrays and "
-                          "builtin containers are allowed in data pickles") from None
+            raise _refuse(f"refused to load global '{module}.{name}': {self.admits}") from None
 
     def load_build(self) -> None:
         state = self.stack.pop()
         target = self.stack[-1]
-        if not isinstance(target, (_ArrayStub, _DtypeStub)):
+        if not isinstance(target, self.buildable):
             raise _refuse(f"a data pickle may set the state of arrays and dtypes only, not of "
                           f"{type(target).__name__}")
         target.__setstate__(state)
@@ -283,11 +286,16 @@ class _Resolver:
         raise _refuse(f"unsupported object {type(obj).__name__}")
 
 
+def resolve_arrays(obj: Any) -> Any:
+    """`obj` with the numpy stand-ins of a `RestrictedUnpickler` result replaced by arrays."""
+    return _Resolver().resolve(obj)[0]
+
+
 def safe_loads(data: bytes) -> Any:
     """Unpickle `data`, admitting only numpy arrays/scalars/dtypes and builtin containers. The
     result may hold at most len(data) + 10,000 nodes and 2 * len(data) + 1 MiB of array bytes,
     counted once per reference."""
-    raw = _RestrictedUnpickler(io.BytesIO(data)).load()
+    raw = RestrictedUnpickler(io.BytesIO(data)).load()
     value, nodes, size = _Resolver().resolve(raw)
     if nodes > len(data) + 10_000 or size > 2 * len(data) + (1 << 20):
         raise _refuse(f"its shared references stand for {nodes} objects and {size} bytes of "
