@@ -13,11 +13,13 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import REWARDS, run_script
+from conftest import REWARDS, ROOT, run_script
 from torch import nn
 
+from morel.config.files import load_config, override
 from morel.core.errors import MorelError
 from morel.data.datasets import load_dataset
+from morel.npg.agent import policy_from_config
 from morel.npg.mjrl_pickle import load_mjrl_policy, load_policy_source
 
 OBS, ACT, HIDDEN = 11, 3, (8, 6)
@@ -183,3 +185,15 @@ def test_original_collection_command_takes_an_mjrl_pickle(tmp_path):
     again = run_script("utils/convert_policy.py", "--policy", tmp_path / "hopper.pickle",
                        "--output", tmp_path / "hopper.pt", "--env_name", "Hopper-v5")
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_init_policy_takes_an_mjrl_pickle(tmp_path):
+    """`init_policy` as in the original's configs: a pickled mjrl MLP starts the run."""
+    _pickle(_V2MLP(), tmp_path / "init.pickle")
+    cfg = override(load_config(ROOT / "configs" / "hopper_v5_quick.txt"),
+                   init_policy=str(tmp_path / "init.pickle"))
+    policy = policy_from_config(cfg, OBS, ACT)
+    torch.testing.assert_close(policy.flat_params(),
+                               load_mjrl_policy(tmp_path / "init.pickle").flat_params())
+    with pytest.raises(MorelError, match="dims 11/3 do not match env 17/6"):
+        policy_from_config(cfg, 17, 6)
