@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from morel.core.atomic import check_writable_path
 from morel.core.errors import MorelError, run_cli
 from morel.envs.reward_files import load_reward_file
 from morel.envs.wrapper import check_env_id, make_vector_env
 from morel.npg.mjrl_pickle import load_mjrl_policy
-from morel.npg.policies import save_policy
+from morel.npg.policies import check_policy_dims, save_policy
 
 
 def main() -> None:
@@ -31,16 +32,13 @@ def main() -> None:
                    help="reward file whose obs_mask the policy's observations had (none: raw)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --output")
     args = p.parse_args()
-    out = Path(args.output)
+    out = check_writable_path(args.output)
     if out.exists() and not args.force:
         raise MorelError(f"{out}: exists; choose another --output or pass --force")
     check_env_id(args.env_name)
     policy = load_mjrl_policy(args.policy)
     env0 = make_vector_env(args.env_name, 1, args.act_repeat).envs[0]
-    if (policy.obs_dim, policy.act_dim) != (env0.obs_dim, env0.act_dim):
-        raise MorelError(f"{args.policy}: policy is for obs/act dims {policy.obs_dim}/"
-                         f"{policy.act_dim}, env '{args.env_name}' has "
-                         f"{env0.obs_dim}/{env0.act_dim}")
+    check_policy_dims(policy, args.policy, args.env_name, env0.obs_dim, env0.act_dim)
     mask = load_reward_file(args.include).obs_mask if args.include else None
     meta = {"env_name": args.env_name, "act_repeat": args.act_repeat,
             "source": f"mjrl pickle {Path(args.policy).name}"}

@@ -34,10 +34,8 @@ def evaluate(path: str, episodes: int, seed: int, env_name: str | None = None,
              act_repeat: int | None = None, include: str | None = None) -> list[str]:
     """One table row; env_name, act_repeat and the obs_mask of `include` serve files without
     that metadata (mjrl pickles: the policy takes the observations masked by `include`)."""
-    policy, meta = load_policy_source(path)
-    include_mask = load_reward_file(include).obs_mask if include else None
-    if include_mask is not None:
-        meta.setdefault("obs_mask", include_mask.tolist())
+    policy, meta = load_policy_source(
+        path, mjrl_obs_mask=load_reward_file(include).obs_mask if include else None)
     env_name = meta.get("env_name", env_name)
     if not isinstance(env_name, str):
         raise MorelError(f"{path}: metadata has no env_name; give --env_name")

@@ -34,15 +34,11 @@ def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", s
             raise MorelError("--mode applies to a policy's Gaussian; --policy random is uniform")
         act = uniform_action_fn(low, high)
     else:
-        from morel.npg.mjrl_pickle import MJRL_SUFFIXES, load_policy_source
+        from morel.npg.mjrl_pickle import load_policy_source
+        from morel.npg.policies import check_policy_dims
 
-        net, meta = load_policy_source(Path(policy))
-        if Path(policy).suffix in MJRL_SUFFIXES:  # the original's convention: an mjrl policy
-            meta = {"obs_mask": mask.tolist()}  # takes the observations of the masked env
-        if net.obs_dim != env0.obs_dim or net.act_dim != env0.act_dim:
-            raise MorelError(f"{policy}: policy is for obs/act dims {net.obs_dim}/"
-                             f"{net.act_dim}, env '{env_name}' has "
-                             f"{env0.obs_dim}/{env0.act_dim}")
+        net, meta = load_policy_source(Path(policy), mjrl_obs_mask=mask)
+        check_policy_dims(net, str(policy), env_name, env0.obs_dim, env0.act_dim)
         if meta.get("env_name", env_name) != env_name:
             raise MorelError(f"{policy}: policy was trained on env '{meta['env_name']}', the "
                              f"collection asks for '{env_name}'; use that env or another policy")

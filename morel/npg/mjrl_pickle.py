@@ -22,6 +22,7 @@ import math
 import pickle
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,7 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_
         raise pickle.UnpicklingError(f"tensor shape {str(size)[:60]} / stride "
                                      f"{str(stride)[:60]} is not a tuple of sizes")
     count = storage._size()  # the public size() warns that TypedStorage is deprecated
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if math.prod(size) else offset
-    if math.prod(size) and last >= count:
+    if math.prod(size) and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= count:
         raise pickle.UnpicklingError(f"tensor {size} reaches past its storage of {count} "
                                      "elements")
     if hooks not in (None, OrderedDict(), {}):
@@ -267,10 +267,14 @@ def load_mjrl_policy(path: str | Path) -> GaussianMLP:
                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
 
 
-def load_policy_source(path: str | Path, device: str | torch.device = "cpu"
+def load_policy_source(path: str | Path, device: str | torch.device = "cpu",
+                       mjrl_obs_mask: Sequence[float] | None = None
                        ) -> tuple[GaussianMLP, dict[str, Any]]:
-    """Any policy file a script takes: a pickled mjrl MLP when the name ends in .pickle or .pkl
-    (meta {}), else our policy file (`load_policy`) -> (policy, meta)."""
+    """Any policy file a script takes -> (policy, meta): our policy file (`load_policy`), or a
+    pickled mjrl MLP when the name ends in .pickle or .pkl. An mjrl policy took what the
+    original's env gave it, the observations masked by the include file's obs_mask: given
+    `mjrl_obs_mask` [obs_dim], its meta says so ({'obs_mask': ...}), else meta is {}."""
     if Path(path).suffix in MJRL_SUFFIXES:
-        return load_mjrl_policy(path).to(device), {}
+        meta = {} if mjrl_obs_mask is None else {"obs_mask": [float(m) for m in mjrl_obs_mask]}
+        return load_mjrl_policy(path).to(device), meta
     return load_policy(path, device)

@@ -151,6 +151,14 @@ class GaussianMLP(nn.Module):
             self.in_scale.div_(mask)
 
 
+def check_policy_dims(policy: GaussianMLP, source: str, env_name: str, obs_dim: int,
+                      act_dim: int) -> None:
+    """A one-line MorelError naming `source` when the policy's dims are not the env's."""
+    if (policy.obs_dim, policy.act_dim) != (obs_dim, act_dim):
+        raise MorelError(f"{source}: policy is for obs/act dims {policy.obs_dim}/"
+                         f"{policy.act_dim}, env '{env_name}' has {obs_dim}/{act_dim}")
+
+
 def save_policy(policy: GaussianMLP, path: str | Path, meta: dict[str, Any] | None = None) -> None:
     """Write the policy (architecture, weights on CPU, transforms, `meta`) atomically; a policy
     with a NaN/inf parameter is never written (NumericError)."""
