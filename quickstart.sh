@@ -2,7 +2,9 @@
 # Set up .venv (if absent or out of date) and run one task:
 #   bash quickstart.sh demo   the quick MOReL pipeline on Hopper-v5: collect a 100k-sample dataset
 #                             with the shipped medium logging policy, run MOReL, plot the run
-#   bash quickstart.sh test   run the test suite
+#   bash quickstart.sh test   run the test suite (the tests of the optional extras skip)
+#   bash quickstart.sh test-extras   also install the optional extras (minari, tensorboard)
+#                             and run the whole suite with them
 # TORCH_SPEC picks the torch build (default: the CPU wheel torch==2.13.0; set TORCH_SPEC=torch
 # for your platform's default build, e.g. with CUDA).
 set -euo pipefail
@@ -38,8 +40,14 @@ case "${1:-}" in
     shift
     .venv/bin/python -m pytest -q "$@"
     ;;
+  test-extras)
+    setup
+    shift
+    .venv/bin/python -m pip install -q -e ".[test-extras]"
+    .venv/bin/python -m pytest -q "$@"
+    ;;
   *)
-    echo "usage: bash quickstart.sh demo | test [pytest args]" >&2
+    echo "usage: bash quickstart.sh demo | test [pytest args] | test-extras [pytest args]" >&2
     exit 2
     ;;
 esac

@@ -23,7 +23,7 @@ from morel.runs.morel import run_morel
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_config_args(p)
+    add_config_args(p, tensorboard=True)
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
     p.add_argument("--print_freq", type=int, default=None,
                    help="override the config's print_freq (1: the full table every iteration)")

@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
     p.add_argument("--print_freq", type=int, default=None,
                    help="override the config's print_freq (1: the full table every iteration)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard events to JOB/tensorboard (config key "
+                        "tensorboard; needs pip install -e '.[tensorboard]')")
     p.add_argument("--save_samples", action="store_true",
                    help="keep each iteration's episodes as JOB/samples/iter_N.npz")
     return p.parse_args()
@@ -47,7 +50,7 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, PolicyTrainConfig)
     cfg = override(cfg, seed=args.seed, device=args.device, num_iter=args.num_iter,
-                   print_freq=args.print_freq)
+                   print_freq=args.print_freq, tensorboard=args.tensorboard)
     train_policy(cfg, Path(args.output), resolve_device(cfg.device), args.resume, args.force,
                  args.save_samples)
 

@@ -23,7 +23,7 @@ from morel.runs.bc import run_bc
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_config_args(p)
+    add_config_args(p, tensorboard=True)
     p.add_argument("--episodes", type=int, default=10, help="real episodes to score on")
     p.add_argument("--force", action="store_true", help="replace the run in --output")
     args = p.parse_args()

@@ -11,8 +11,10 @@ from morel.config.schema import MorelConfig
 from morel.core.seeding import seed_arg
 
 
-def add_config_args(p: argparse.ArgumentParser, output_help: str = "job directory") -> None:
-    """--config/-c, --output/-o, --include/-i, --device, --seed and --set KEY=VALUE."""
+def add_config_args(p: argparse.ArgumentParser, output_help: str = "job directory",
+                    tensorboard: bool = False) -> None:
+    """--config/-c, --output/-o, --include/-i, --device, --seed and --set KEY=VALUE; with
+    `tensorboard`, --tensorboard (for the scripts that write a log)."""
     p.add_argument("--config", "-c", required=True, help="config file (configs/*.txt)")
     p.add_argument("--output", "-o", required=True, help=output_help)
     p.add_argument("--include", "-i", default=None,
@@ -21,9 +23,14 @@ def add_config_args(p: argparse.ArgumentParser, output_help: str = "job director
     p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set data_file=d.npz")
+    if tensorboard:
+        p.add_argument("--tensorboard", action="store_true", default=None,
+                       help="also write TensorBoard events to JOB/tensorboard (config key "
+                            "tensorboard; needs pip install -e '.[tensorboard]')")
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> MorelConfig:
     """The config file with the --set assignments, then --device, --seed and `overrides`."""
     cfg = apply_assignments(load_config(args.config), args.set)
-    return override(cfg, device=args.device, seed=args.seed, **overrides)
+    return override(cfg, device=args.device, seed=args.seed,
+                    tensorboard=getattr(args, "tensorboard", None), **overrides)

@@ -21,7 +21,7 @@ from morel.core.errors import run_cli
 from morel.core.marked_block import check_marked_block, replace_marked_block
 
 RUN = ("env_name", "act_repeat", "seed", "num_iter", "eval_rollouts", "save_freq", "print_freq",
-       "device", "exp_notes")
+       "device", "exp_notes", "tensorboard")
 POLICY = ("init_policy", "policy_size", "init_log_std", "min_log_std", "step_size", "max_kl",
           "gamma", "gae_lambda", "npg_hp.FIM_invert_args.iters",
           "npg_hp.FIM_invert_args.damping", "npg_hp.hvp_sample_frac")

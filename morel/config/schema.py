@@ -98,6 +98,10 @@ class CommonKeys(ConfigMethods):
     device: str = field(default="cpu", metadata=doc("'cpu', 'cuda', 'cuda:N' or 'auto'"))
     init_policy: str | None = field(default=None, metadata=doc("policy file to start from"))
     exp_notes: str = field(default="", metadata=doc("free text kept in job_data.json"))
+    tensorboard: bool = field(
+        default=False,
+        metadata=doc("also write every log key per iteration as TensorBoard events in "
+                     "JOB/tensorboard (needs the extra: pip install -e '.[tensorboard]')"))
     policy_size: tuple[int, ...] = field(default=(64, 64),
                                          metadata=sizes("policy MLP hidden sizes"))
     step_size: float = field(default=0.02, metadata=positive("NPG normalised step size"))

@@ -15,6 +15,7 @@ from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
 from morel.data.datasets import load_dataset, transitions
 from morel.envs.reward_files import RewardFile, load_reward_file
+from morel.envs.scores import dataset_reference
 from morel.envs.wrapper import clip_to_box
 
 
@@ -30,6 +31,7 @@ class OfflineData:
     num_samples: int
     obs_mask: np.ndarray  # [obs_dim]: what the observations were multiplied by
     raw_actions: torch.Tensor
+    reference: tuple[float, float] | None = None  # the dataset's (random, expert) returns
 
 
 def load_reward(cfg: MorelConfig, include: str | None, obs_dim: int,
@@ -98,4 +100,4 @@ def load_offline_data(cfg: MorelConfig, obs_dim: int, act_dim: int, reward: Rewa
         check_termination_on_data(path, reward, tensors, cfg.reward_timing)
     returns = [float(np.sum(p["rewards"])) for p in dataset.paths]
     return OfflineData(tensors, float(np.mean(returns)), dataset.num_samples, obs_mask,
-                       raw_actions)
+                       raw_actions, dataset_reference(dataset.meta))

@@ -1,7 +1,9 @@
 """D4RL's normalised score, 100 * (return - random) / (expert - random), with D4RL's reference
-returns (the MOReL paper reports this)."""
+returns (the MOReL paper reports this) or a dataset's own (Minari records them)."""
 
 from __future__ import annotations
+
+import math
 
 REFERENCE_RETURNS = {  # env family: (random, expert)
     "hopper": (-20.272305, 3234.3),
@@ -10,10 +12,22 @@ REFERENCE_RETURNS = {  # env family: (random, expert)
 }
 
 
-def normalized_score(env_name: str, episode_return: float) -> float | None:
-    """The normalised score for Hopper/HalfCheetah/Walker2d ids (any version), else None."""
+def normalized_score(env_name: str, episode_return: float,
+                     reference: tuple[float, float] | None = None) -> float | None:
+    """The normalised score with `reference` (random, expert) returns, e.g. a Minari dataset's
+    ref_min_score / ref_max_score; without it D4RL's for Hopper/HalfCheetah/Walker2d ids (any
+    version), else None."""
     family = env_name.split("-")[0].lower()
-    if family not in REFERENCE_RETURNS:
+    if reference is None and family not in REFERENCE_RETURNS:
         return None
-    low, high = REFERENCE_RETURNS[family]
+    low, high = reference if reference is not None else REFERENCE_RETURNS[family]
     return 100.0 * (episode_return - low) / (high - low)
+
+
+def dataset_reference(meta: dict) -> tuple[float, float] | None:
+    """A dataset's own (random, expert) reference returns from its metadata (ref_min_score,
+    ref_max_score, as Minari records them), or None when it has none or they are unusable."""
+    low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (low, high))
+    return (float(low), float(high)) if numbers and high > low else None

@@ -26,14 +26,17 @@ from morel.npg.policies import save_policy
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.runs.logger import DataLog
 from morel.runs.loop import deployable_policy, evaluation_returns
+from morel.runs.tensorboard import TensorBoardLog, check_tensorboard
 
 
 def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10,
            include: str | None = None, force: bool = False, progress: bool = True) -> float:
     """Clone the dataset into a policy, score it on `episodes` episodes, write the job directory
-    (job_data.json, logs/log.pickle + log.csv, policy_final.pt); returns the mean return."""
+    (job_data.json, logs/log.pickle + log.csv, policy_final.pt; tensorboard/ with
+    cfg.tensorboard); returns the mean return."""
     flush_subnormals()
     check_env_id(cfg.env_name)
+    check_tensorboard(cfg.tensorboard, cfg.source)
     probe = make_env(cfg.env_name, cfg.act_repeat)
     obs_dim, act_dim = probe.obs_dim, probe.act_dim
     reward = load_reward(cfg, include, obs_dim, act_dim)
@@ -56,7 +59,7 @@ def _clone_into_job(cfg: MorelConfig, job: Path, device: torch.device, data: Off
     # the episodes of MOReL's iteration-0 evaluation (its first eval_rollouts of them)
     returns = evaluation_returns(eval_env, policy, cfg, 0)
     score = float(np.mean(returns))
-    normalized = normalized_score(cfg.env_name, score)
+    normalized = normalized_score(cfg.env_name, score, data.reference)
     clear_run_files(job, old_run_files)
     log = DataLog()
     log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
@@ -68,4 +71,8 @@ def _clone_into_job(cfg: MorelConfig, job: Path, device: torch.device, data: Off
     final, meta = deployable_policy(policy, cfg, data.obs_mask, "run_bc.py", 0, score)
     save_policy(final, job / "policy_final.pt", meta)
     log.save(job / "logs")
+    if cfg.tensorboard:
+        events = TensorBoardLog(job)
+        events.write(log)
+        events.close()
     return score

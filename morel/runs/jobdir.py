@@ -29,11 +29,11 @@ from morel.runs.logger import DataLog
 from morel.runs.plots import plot_log
 
 RUN_FILES = ("job_data.json", "logs", "iterations", "best_policy.pt", "policy_final.pt",
-             "models.pt", "samples")
+             "models.pt", "samples", "tensorboard")
 CHECKPOINT = Path("iterations") / "checkpoint.pt"
 CHECKPOINT_KEYS = ("iteration", "agent", "log", "best_score")
 # keys that may change between a run and its resumption
-RESUMABLE_CHANGES = {"num_iter", "save_freq", "print_freq", "device", "exp_notes"}
+RESUMABLE_CHANGES = {"num_iter", "save_freq", "print_freq", "device", "exp_notes", "tensorboard"}
 
 
 def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> None:

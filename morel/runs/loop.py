@@ -30,6 +30,7 @@ from morel.npg.agent import NPGAgent
 from morel.npg.policies import GaussianMLP, save_policy
 from morel.runs.jobdir import load_checkpoint, save_iteration
 from morel.runs.logger import DataLog
+from morel.runs.tensorboard import TensorBoardLog
 
 # keys of the one-line progress report, in this order, where the log has them
 PROGRESS_KEYS = ("train_score", "stoc_pol_mean", "eval_score", "kl_dist", "halt_frac",
@@ -93,6 +94,7 @@ class RunLoop:
         self.log, self.plot_keys, self.desc, self.progress = log, plot_keys, desc, progress
         self.start, self.best_score = 0, -math.inf
         self.bar: tqdm | None = None
+        self.tensorboard: TensorBoardLog | None = None
 
     def resume(self) -> None:
         """Continue from the job's checkpoint: agent state, log, next iteration, best score."""
@@ -103,7 +105,11 @@ class RunLoop:
               f"{self.best_score:.1f})")
 
     def iterations(self) -> Iterator[int]:
-        """The iterations still to run, under a progress bar."""
+        """The iterations still to run, under a progress bar (and TensorBoard events of every
+        log value with cfg.tensorboard)."""
+        if self.cfg.tensorboard:
+            self.tensorboard = TensorBoardLog(self.job, self.log if self.start else None,
+                                              self.start)
         self.bar = tqdm(range(self.start, self.cfg.num_iter), desc=self.desc, unit="iter",
                         dynamic_ncols=True, initial=self.start, total=self.cfg.num_iter,
                         disable=not self.progress)
@@ -113,6 +119,8 @@ class RunLoop:
     def end_iteration(self, it: int, values: dict[str, Any], score: float) -> None:
         """Log iteration `it`'s values; keep the best policy by `score`; print; save."""
         self.log.log_dict(values)
+        if self.tensorboard is not None:
+            self.tensorboard.write(self.log)
         if score > self.best_score:
             self.best_score = score
             best, meta = self.deployable(it, score)
@@ -135,4 +143,6 @@ class RunLoop:
         policy, meta = self.deployable(self.cfg.num_iter - 1, final_score)
         save_policy(policy, self.job / "policy_final.pt", meta)
         self.log.save(self.job / "logs")
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return self.best_score

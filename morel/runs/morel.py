@@ -39,6 +39,7 @@ from morel.pmdp import HaltRules, ensemble_statistics, model_table, pmdp_rollout
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.runs.logger import DataLog
 from morel.runs.loop import RunLoop, deployable_policy, evaluation_returns
+from morel.runs.tensorboard import check_tensorboard
 
 PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
 
@@ -84,6 +85,7 @@ def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | 
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
     flush_subnormals()
     check_env_id(cfg.env_name)
+    check_tensorboard(cfg.tensorboard, cfg.source)
     if cfg.bc_init_std and not cfg.bc_init:
         raise ConfigError(f"{cfg.source or 'config'}: 'bc_init_std' needs 'bc_init': True")
     probe = make_env(cfg.env_name, cfg.act_repeat)
@@ -178,7 +180,7 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         t_eval = time.perf_counter()
         eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
                       if eval_env is not None else math.nan)
-        normalized = normalized_score(cfg.env_name, eval_score)
+        normalized = normalized_score(cfg.env_name, eval_score, data.reference)
         loop.end_iteration(it, {
             "train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
             **({} if normalized is None else {"eval_score_normalized": normalized}),

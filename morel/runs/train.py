@@ -33,6 +33,7 @@ from morel.runs.jobdir import job_lock, prepare_job_dir
 from morel.runs.logger import DataLog
 from morel.runs.loop import RunLoop, evaluation_returns, policy_meta
 from morel.runs.plots import SCORE_KEYS
+from morel.runs.tensorboard import check_tensorboard
 
 
 def save_samples(job: Path, it: int, paths: list[dict[str, Any]], cfg: PolicyTrainConfig,
@@ -49,6 +50,7 @@ def train_policy(cfg: PolicyTrainConfig, job: Path, device: torch.device, resume
     """Train (or resume) a policy for `cfg` into job directory `job`; returns the best score."""
     flush_subnormals()
     check_env_id(cfg.env_name)
+    check_tensorboard(cfg.tensorboard, cfg.source)
     with job_lock(job):
         prepare_job_dir(job, cfg.to_dict(), resume, force)
         return _train_in_job(cfg, job, device, resume, keep_samples)

@@ -1,15 +1,23 @@
-"""D4RL and Minari HDF5 files (built here) convert into the same paths."""
+"""D4RL and Minari HDF5 files (built here) convert into the same paths; Minari dataset folders
+and ids convert with their metadata without the minari package (tests/data/test_minari_package.py
+reads datasets Minari itself wrote)."""
 
 from __future__ import annotations
+
+import json
+import runpy
+import sys
 
 import h5py
 import numpy as np
 import pytest
-from conftest import REWARDS, run_script
+from conftest import REWARDS, ROOT, run, run_script
 
 from morel.core.errors import MorelError
+from morel.data import minari_files
 from morel.data.d4rl import detect_format, read_d4rl, read_minari, repeat_actions
 from morel.data.datasets import load_dataset
+from morel.envs.scores import dataset_reference, normalized_score
 
 LENGTHS = (4, 6, 3)  # path 0 falls (terminal), path 1 times out, path 2 is cut by the file's end
 ENDINGS = ("terminal", "timeout", "none")
@@ -96,7 +104,7 @@ def test_prep_script_converts_masks_and_repeats(tmp_path, layout, ext):
     res = run_script("prep_d4rl_dataset.py", "--input", src, "--output", out, "--env_name",
                      "Hopper-v5", "--act_repeat", "2", "--include", REWARDS / "gym_hopper.py")
     assert res.returncode == 0, res.stderr
-    assert f"({layout}): trajectories 3 | samples 7" in res.stdout
+    assert f"({layout}, read by h5py): trajectories 3 | samples 7" in res.stdout
     data = load_dataset(out)
     mask = np.array([1.0] * 5 + [0.02] * 6, np.float32)
     first = ref[0]
@@ -118,3 +126,69 @@ def test_prep_script_rejects_wrong_env_and_bad_file(tmp_path):
     (tmp_path / "junk.hdf5").write_bytes(b"junk")
     with pytest.raises(MorelError, match="corrupt or unsupported HDF5 file"):
         detect_format(tmp_path / "junk.hdf5")
+
+
+def write_minari_folder(root, paths, dataset_id="test/hopper-tiny-v0"):
+    """A Minari dataset folder root/ID/data: main_data.hdf5 and the metadata.json fields that
+    morel reads (as minari 0.5 writes them: the env spec is a JSON string)."""
+    data = root / dataset_id / "data"
+    data.mkdir(parents=True)
+    write_minari(data / "main_data.hdf5", paths)
+    (data / "metadata.json").write_text(json.dumps({
+        "dataset_id": dataset_id, "minari_version": "0.5.4", "data_format": "hdf5",
+        "env_spec": json.dumps({"id": "Hopper-v5", "max_episode_steps": 1000}),
+        "ref_min_score": -20.0, "ref_max_score": 3000.0, "total_episodes": len(paths)}))
+    return data
+
+
+def prep_in_process(args, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["prep_d4rl_dataset.py", *map(str, args)])
+    runpy.run_path(str(ROOT / "prep_d4rl_dataset.py"), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_minari_folder_without_the_package_keeps_env_and_reference_scores(tmp_path,
+                                                                          monkeypatch, capsys):
+    ref = reference_paths()
+    write_minari_folder(tmp_path / "store", ref)
+    monkeypatch.setattr(minari_files, "package_available", lambda: False)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))
+    by_id = prep_in_process(["--minari_id", "test/hopper-tiny-v0", "--output",
+                             tmp_path / "a.npz"], monkeypatch, capsys)
+    assert "minari package is not installed" in by_id and "read by h5py" in by_id
+    by_path = prep_in_process(["--input", tmp_path / "store" / "test" / "hopper-tiny-v0",
+                               "--output", tmp_path / "b.npz"], monkeypatch, capsys)
+    assert "read by h5py" in by_path
+    for name in ("a.npz", "b.npz"):
+        data = load_dataset(tmp_path / name)
+        check_same(data.paths, ref)
+        assert data.meta["env_name"] == "Hopper-v5"  # from the env spec: dims were checked
+        assert data.meta["minari_dataset_id"] == "test/hopper-tiny-v0"
+        assert dataset_reference(data.meta) == (-20.0, 3000.0)
+
+
+def test_minari_reader_choices_refuse_what_cannot_work(tmp_path, monkeypatch, capsys):
+    data = write_minari_folder(tmp_path / "store", reference_paths())
+    monkeypatch.setattr(minari_files, "package_available", lambda: False)
+    line = run("prep_d4rl_dataset.py", ["--input", data, "--output", tmp_path / "o.npz",
+                                        "--reader", "package"], monkeypatch, capsys)
+    assert "needs its package: pip install -e '.[minari]'" in line
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))
+    line = run("prep_d4rl_dataset.py", ["--minari_id", "test/absent-v0", "--output",
+                                        tmp_path / "o.npz"], monkeypatch, capsys)
+    assert "no local dataset at" in line and "nothing is downloaded" in line
+    line = run("prep_d4rl_dataset.py", ["--minari_id", "../escape-v0", "--output",
+                                        tmp_path / "o.npz"], monkeypatch, capsys)
+    assert "not a Minari dataset id" in line
+    (data / "main_data.hdf5").unlink()  # an arrow-format dataset, say
+    line = run("prep_d4rl_dataset.py", ["--input", data, "--output", tmp_path / "o.npz",
+                                        "--reader", "h5py"], monkeypatch, capsys)
+    assert "no main_data.hdf5 (data_format hdf5)" in line
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_dataset_reference_scores_normalize_and_bad_ones_are_ignored():
+    assert normalized_score("Ant-v5", 1490.0, (-10.0, 2990.0)) == pytest.approx(50.0)
+    assert dataset_reference({"ref_min_score": 5.0, "ref_max_score": 5.0}) is None
+    assert dataset_reference({"ref_min_score": True, "ref_max_score": 9.0}) is None
+    assert dataset_reference({"ref_max_score": 9.0}) is None
