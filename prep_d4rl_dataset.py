@@ -68,8 +68,8 @@ def read_source(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[st
         if fmt == "d4rl":
             return read_d4rl(source), {"source": str(source), "source_format": "d4rl"}
         data_dir, hdf5 = data_dir_of_path(source)
+    minari = read_metadata(data_dir)  # before the package reads it: the same errors with or without
     paths, reader = read_minari_dataset(data_dir, args.reader, hdf5)
-    minari = read_metadata(data_dir)
     meta = {"source": str(args.input or args.minari_id), "source_format": fmt, "reader": reader,
             **{f"minari_{k}": minari[k] for k in ("dataset_id", "env_id") if k in minari},
             **{k: minari[k] for k in ("minari_version", "ref_min_score", "ref_max_score")

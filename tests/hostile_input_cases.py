@@ -348,6 +348,39 @@ def case_d4rl_external_storage(tmp, data):
     return ["--input", tmp / "d4rl.hdf5", "--output", tmp / "out.npz"]
 
 
+def minari_folder(tmp, metadata_text, fill_episode):
+    """A Minari dataset folder tmp/ds/data: metadata.json as given, main_data.hdf5 with one
+    episode whose datasets `fill_episode(group)` writes."""
+    data = tmp / "ds" / "data"
+    data.mkdir(parents=True)
+    (data / "metadata.json").write_text(metadata_text)
+    with h5py.File(data / "main_data.hdf5", "w") as f:
+        fill_episode(f.create_group("episode_0"))
+    return ["--input", tmp / "ds", "--output", tmp / "out.npz"]
+
+
+def minari_episode(group, steps=5):
+    group["observations"] = np.zeros((steps + 1, 11), np.float32)
+    group["actions"] = np.zeros((steps, 3), np.float32)
+    group["rewards"] = np.zeros(steps, np.float32)
+    group["terminations"] = np.zeros(steps, bool)
+
+
+def case_minari_external_link(tmp, data):
+    with h5py.File(tmp / "other.h5", "w") as other:
+        other["obs"] = np.zeros((6, 11), np.float32)
+
+    def fill(group):
+        minari_episode(group)
+        del group["observations"]
+        group["observations"] = h5py.ExternalLink(str(tmp / "other.h5"), "/obs")
+    return minari_folder(tmp, '{"dataset_id": "t/d-v0", "minari_version": "0.5.4"}', fill)
+
+
+def case_minari_metadata_not_json(tmp, data):
+    return minari_folder(tmp, '{"dataset_id": "t/d-v0", ', minari_episode)
+
+
 # (case, script, regex the one-line message must match); docs/errors.md's table lists the same cases
 CASES = [
     (case_pickle_object_array_from_bytes, "run_morel.py",
@@ -415,4 +448,8 @@ CASES = [
     (case_h5_external_link, "run_morel.py", r"d\.h5: 'observations' is an external link to"),
     (case_d4rl_external_storage, "prep_d4rl_dataset.py",
      r"d4rl\.hdf5: 'observations' is stored in other files"),
+    (case_minari_external_link, "prep_d4rl_dataset.py",
+     r"main_data\.hdf5: 'episode_0/observations' is an external link to"),
+    (case_minari_metadata_not_json, "prep_d4rl_dataset.py",
+     r"metadata\.json: unreadable Minari metadata \(JSONDecodeError\)"),
 ]
