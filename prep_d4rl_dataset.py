@@ -71,7 +71,8 @@ def read_source(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[st
     minari = read_metadata(data_dir)  # before the package reads it: the same errors with or without
     paths, reader = read_minari_dataset(data_dir, args.reader, hdf5)
     meta = {"source": str(args.input or args.minari_id), "source_format": fmt, "reader": reader,
-            **{f"minari_{k}": minari[k] for k in ("dataset_id", "env_id") if k in minari},
+            **{f"minari_{k}": minari[k] for k in ("dataset_id", "env_id", "env_spec")
+               if k in minari},
             **{k: minari[k] for k in ("minari_version", "ref_min_score", "ref_max_score")
                if k in minari}}
     return paths, meta
@@ -82,6 +83,10 @@ def env_to_check(args: argparse.Namespace, meta: dict[str, Any]) -> str | None:
     if args.env_name:
         return args.env_name
     env_id = meta.get("minari_env_id")
+    kwargs = meta.get("minari_env_spec", {}).get("kwargs")
+    if kwargs:
+        print(f"note: the dataset's env {env_id} was made with kwargs {kwargs}; morel's runs "
+              "build it with gymnasium's defaults")
     if env_id and env_id not in gym.registry:
         print(f"note: the dataset's env {env_id} is not registered here; dims are not checked "
               "(pass --env_name)")

@@ -64,8 +64,8 @@ def data_dir_of_path(path: str | Path) -> tuple[Path, Path]:
 
 def read_metadata(data_dir: Path) -> dict[str, Any]:
     """What a run keeps of `data_dir/metadata.json` ({} without one): dataset_id,
-    minari_version, data_format, env_id (the env spec's id), ref_min_score, ref_max_score
-    (where present). Parsed as JSON only."""
+    minari_version, data_format, env_id and env_spec (the env spec's id, max_episode_steps and
+    kwargs), ref_min_score, ref_max_score (where present). Parsed as JSON only."""
     path = data_dir / "metadata.json"
     if not path.is_file():
         return {}
@@ -84,22 +84,23 @@ def read_metadata(data_dir: Path) -> dict[str, Any]:
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and np.isfinite(value):
             meta[key] = float(value)
-    env_id = _env_spec_id(raw.get("env_spec"))
-    if env_id:
-        meta["env_id"] = env_id
+    spec = _env_spec(raw.get("env_spec"))
+    if isinstance(spec.get("id"), str):
+        meta["env_id"] = spec["id"]
+        meta["env_spec"] = {k: spec[k] for k in ("id", "max_episode_steps", "kwargs")
+                            if k in spec}
     return meta
 
 
-def _env_spec_id(spec: Any) -> str | None:
-    """The 'id' of Minari's env spec (a JSON string), or None."""
-    if not isinstance(spec, str) or len(spec) > MAX_METADATA_BYTES:
-        return None
+def _env_spec(spec: Any) -> dict[str, Any]:
+    """Minari's env spec (a JSON string) as a dict, or {} when it is absent or not one."""
+    if not isinstance(spec, str):
+        return {}
     try:
         parsed = json.loads(spec)
     except (ValueError, RecursionError):
-        return None
-    env_id = parsed.get("id") if isinstance(parsed, dict) else None
-    return env_id if isinstance(env_id, str) else None
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def read_with_package(data_dir: Path) -> list[dict[str, Any]]:

@@ -136,7 +136,8 @@ def write_minari_folder(root, paths, dataset_id="test/hopper-tiny-v0"):
     write_minari(data / "main_data.hdf5", paths)
     (data / "metadata.json").write_text(json.dumps({
         "dataset_id": dataset_id, "minari_version": "0.5.4", "data_format": "hdf5",
-        "env_spec": json.dumps({"id": "Hopper-v5", "max_episode_steps": 1000}),
+        "env_spec": json.dumps({"id": "Hopper-v5", "max_episode_steps": 1000,
+                                "kwargs": {"ctrl_cost_weight": 0.002}}),
         "ref_min_score": -20.0, "ref_max_score": 3000.0, "total_episodes": len(paths)}))
     return data
 
@@ -156,6 +157,7 @@ def test_minari_folder_without_the_package_keeps_env_and_reference_scores(tmp_pa
     by_id = prep_in_process(["--minari_id", "test/hopper-tiny-v0", "--output",
                              tmp_path / "a.npz"], monkeypatch, capsys)
     assert "minari package is not installed" in by_id and "read by h5py" in by_id
+    assert "made with kwargs {'ctrl_cost_weight': 0.002}" in by_id
     by_path = prep_in_process(["--input", tmp_path / "store" / "test" / "hopper-tiny-v0",
                                "--output", tmp_path / "b.npz"], monkeypatch, capsys)
     assert "read by h5py" in by_path
@@ -164,6 +166,8 @@ def test_minari_folder_without_the_package_keeps_env_and_reference_scores(tmp_pa
         check_same(data.paths, ref)
         assert data.meta["env_name"] == "Hopper-v5"  # from the env spec: dims were checked
         assert data.meta["minari_dataset_id"] == "test/hopper-tiny-v0"
+        assert data.meta["minari_env_spec"] == {"id": "Hopper-v5", "max_episode_steps": 1000,
+                                                "kwargs": {"ctrl_cost_weight": 0.002}}
         assert dataset_reference(data.meta) == (-20.0, 3000.0)
 
 

@@ -91,6 +91,7 @@ def test_converted_by_id_and_trained_on(minari_store, tmp_path, monkeypatch):
     data = load_dataset(out)
     assert data.meta["env_name"] == "Hopper-v5" and data.meta["reader"] == "package"
     assert data.meta["minari_dataset_id"] == DATASET_ID
+    assert data.meta["minari_env_spec"]["max_episode_steps"] == 1000
     assert (data.meta["ref_min_score"], data.meta["ref_max_score"]) == REFERENCE
     mask = np.array([1.0] * 5 + [0.02] * 6)
     np.testing.assert_allclose(data.paths[0]["observations"], stepped[0][0][:-1] * mask,
