@@ -196,3 +196,12 @@ def test_dataset_reference_scores_normalize_and_bad_ones_are_ignored():
     assert dataset_reference({"ref_min_score": 5.0, "ref_max_score": 5.0}) is None
     assert dataset_reference({"ref_min_score": True, "ref_max_score": 9.0}) is None
     assert dataset_reference({"ref_max_score": 9.0}) is None
+
+
+def test_d4rl_converted_without_env_name_loads_back(tmp_path):
+    write_d4rl(tmp_path / "src.hdf5", reference_paths())
+    res = run_script("prep_d4rl_dataset.py", "--input", tmp_path / "src.hdf5", "--output",
+                     tmp_path / "o.npz")
+    assert res.returncode == 0, res.stderr
+    data = load_dataset(tmp_path / "o.npz")  # no env_name: null, which the loader would refuse
+    assert "env_name" not in data.meta and data.meta["source_format"] == "d4rl"
