@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from morel.core.atomic import check_writable_path
 from morel.core.errors import MorelError, run_cli
 from morel.runs.logger import DataLog, read_log_csv
-from morel.runs.plots import plot_logs, series_keys
+from morel.runs.plots import check_png_output, plot_logs, series_keys
 
 
 def read_log(path: Path) -> dict[str, list]:
@@ -40,18 +39,6 @@ def read_log(path: Path) -> dict[str, list]:
     if path.suffix == ".csv" and path.is_file():
         return read_log_csv(path)
     raise MorelError(f"{path}: not a job directory, log.pickle or log.csv")
-
-
-def check_plot_output(output: Path) -> None:
-    """The plot goes to a .png path that is free or holds a PNG (a plot of an earlier call):
-    any other existing file is never replaced."""
-    check_writable_path(output)
-    if output.suffix.lower() != ".png":
-        raise MorelError(f"{output}: --output must be a .png file")
-    if output.exists() and (not output.is_file()
-                            or output.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
-        raise MorelError(f"{output}: exists and is not a PNG image; it is not replaced (choose "
-                         "another --output)")
 
 
 def main() -> None:
@@ -73,7 +60,7 @@ def main() -> None:
         output = Path(args.output)
     else:
         output = paths[0] / "logs" / "explore.png" if paths[0].is_dir() else Path("explore.png")
-    check_plot_output(output)
+    check_png_output(output, "--output")
     title = str(paths[0]) if len(paths) == 1 else f"{len(paths)} runs"
     plotted = plot_logs(logs, keys, output, title=title)
     if not plotted:

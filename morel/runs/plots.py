@@ -16,10 +16,23 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from morel.core.atomic import atomic_path  # noqa: E402
+from morel.core.atomic import atomic_path, check_writable_path  # noqa: E402
+from morel.core.errors import MorelError  # noqa: E402
 
 SCORE_KEYS = ("stoc_pol_mean", "eval_score", "train_score", "running_score")
 Log = dict[str, Sequence[float]]
+
+
+def check_png_output(output: Path, flag: str) -> None:
+    """A plot goes to a .png path (given by `flag`) that is free or holds a PNG (a plot of an
+    earlier call): any other existing file is never replaced."""
+    check_writable_path(output)
+    if output.suffix.lower() != ".png":
+        raise MorelError(f"{output}: {flag} must be a .png file")
+    if output.exists() and (not output.is_file()
+                            or output.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
+        raise MorelError(f"{output}: exists and is not a PNG image; it is not replaced (choose "
+                         f"another {flag})")
 
 
 def _values(log: Log, key: str) -> np.ndarray:
@@ -104,4 +117,32 @@ def plot_learning_curves(curves: dict[str, dict[str, list[np.ndarray]]],
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def plot_model_check(episodes: Sequence[tuple[np.ndarray, np.ndarray]],
+                     truncate_lim: float | None, path: str | Path, title: str = "") -> None:
+    """One panel per real episode: the members' mean one-step error [T] and their
+    disagreement [T] per step, and the halting threshold as a dashed line."""
+    cols = min(len(episodes), 2)
+    rows = math.ceil(len(episodes) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.0 * rows), squeeze=False)
+    for k, (ax, (error, disagreement)) in enumerate(zip(axes.flat, episodes)):
+        steps = np.arange(len(error))
+        ax.plot(steps, error, lw=1.0, label="one-step error (mean over members)")
+        ax.plot(steps, disagreement, lw=1.0, label="disagreement")
+        if truncate_lim is not None:
+            ax.axhline(truncate_lim, ls="--", lw=1.0, color="0.3", label="truncate_lim")
+        ax.set_yscale("log")
+        ax.set_title(f"episode {k} ({len(error)} steps)", fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(episodes):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
