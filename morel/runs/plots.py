@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -68,20 +69,26 @@ def plot_logs(logs: Sequence[Log], keys: Sequence[str], path: str | Path,
                      fontsize=10)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(present):]:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    _save_panels(fig, axes, len(present), title, path)
     return present
 
 
 def plot_log(log: Log, keys: Sequence[str], path: str | Path, title: str = "") -> list[str]:
     """One run's `keys` into one PNG (see plot_logs)."""
     return plot_logs([log], keys, path, title)
+
+
+def _save_panels(fig: Any, axes: np.ndarray, used: int, title: str, path: str | Path,
+                 dpi: int = 100) -> None:
+    """Blank the panels after the first `used`, add the title, write the PNG atomically."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
 
 
 def _finite(value: object) -> bool:
@@ -111,13 +118,8 @@ def plot_learning_curves(curves: dict[str, dict[str, list[np.ndarray]]],
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.suptitle("eval_score: mean ± std over seeds (seeds in brackets)", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    _save_panels(fig, axes, len(names), "eval_score: mean ± std over seeds (seeds in brackets)",
+                 path, dpi=90)
 
 
 def plot_model_check(episodes: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -138,11 +140,4 @@ def plot_model_check(episodes: Sequence[tuple[np.ndarray, np.ndarray]],
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(episodes):]:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    _save_panels(fig, axes, len(episodes), title, path)
