@@ -30,6 +30,7 @@ from morel.npg.agent import NPGAgent
 from morel.npg.policies import GaussianMLP, save_policy
 from morel.runs.jobdir import load_checkpoint, save_iteration
 from morel.runs.logger import DataLog
+from morel.runs.tensorboard import FOLDER as TENSORBOARD_FOLDER
 from morel.runs.tensorboard import TensorBoardLog
 
 # keys of the one-line progress report, in this order, where the log has them
@@ -107,8 +108,9 @@ class RunLoop:
     def iterations(self) -> Iterator[int]:
         """The iterations still to run, under a progress bar (and TensorBoard events of every
         log value with cfg.tensorboard)."""
-        if self.cfg.tensorboard:
-            self.tensorboard = TensorBoardLog(self.job, self.log if self.start else None,
+        if self.cfg.tensorboard:  # a resumed run without events yet writes its whole log
+            continued = self.start and (self.job / TENSORBOARD_FOLDER).is_dir()
+            self.tensorboard = TensorBoardLog(self.job, self.log if continued else None,
                                               self.start)
         self.bar = tqdm(range(self.start, self.cfg.num_iter), desc=self.desc, unit="iter",
                         dynamic_ncols=True, initial=self.start, total=self.cfg.num_iter,

@@ -86,6 +86,18 @@ def test_train_policy_resumed_continues_the_events(tmp_path):
     assert_events_hold_log(job)  # one event per step: the killed run's later ones purged
 
 
+def test_tensorboard_turned_on_at_resume_writes_the_whole_log(tmp_path):
+    config = tmp_path / "npg.txt"
+    config.write_text(TRAIN.replace("'tensorboard': True,", ""))
+    job = tmp_path / "job"
+    kill_at_first_checkpoint("train_policy.py", "--config", config, "--output", job, job=job)
+    assert not (job / "tensorboard").exists()
+    resumed = run_script("train_policy.py", "--config", config, "--output", job, "--resume",
+                         "--tensorboard")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_events_hold_log(job)  # iterations 0-1 from the checkpoint's log, 2-3 as they ran
+
+
 def test_run_bc_writes_its_one_row(hopper_data, tmp_path):
     job = tmp_path / "bc"
     run = run_script("experiments/run_bc.py", "--config", write_config(tmp_path, hopper_data),
