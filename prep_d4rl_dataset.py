@@ -80,13 +80,13 @@ def read_source(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[st
 
 def env_to_check(args: argparse.Namespace, meta: dict[str, Any]) -> str | None:
     """--env_name, else a Minari dataset's env id when gymnasium has it."""
-    if args.env_name:
-        return args.env_name
     env_id = meta.get("minari_env_id")
     kwargs = meta.get("minari_env_spec", {}).get("kwargs")
     if kwargs:
         print(f"note: the dataset's env {env_id} was made with kwargs {kwargs}; morel's runs "
               "build it with gymnasium's defaults")
+    if args.env_name:
+        return args.env_name
     if env_id and env_id not in gym.registry:
         print(f"note: the dataset's env {env_id} is not registered here; dims are not checked "
               "(pass --env_name)")
