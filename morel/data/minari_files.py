@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from morel.core.errors import MorelError
+from morel.core.numbers import finite_number
 from morel.data.d4rl import read_minari
 from morel.data.hdf5 import open_hdf5
 
@@ -80,10 +81,9 @@ def read_metadata(data_dir: Path) -> dict[str, Any]:
     meta = {k: raw[k] for k in ("dataset_id", "minari_version", "data_format")
             if isinstance(raw.get(k), str)}
     for key in ("ref_min_score", "ref_max_score"):
-        value = raw.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and np.isfinite(value):
-            meta[key] = float(value)
+        value = finite_number(raw.get(key))
+        if value is not None:
+            meta[key] = value
     spec = _env_spec(raw.get("env_spec"))
     if isinstance(spec.get("id"), str):
         meta["env_id"] = spec["id"]

@@ -3,7 +3,7 @@ returns (the MOReL paper reports this) or a dataset's own (Minari records them).
 
 from __future__ import annotations
 
-import math
+from morel.core.numbers import finite_number
 
 REFERENCE_RETURNS = {  # env family: (random, expert)
     "hopper": (-20.272305, 3234.3),
@@ -27,7 +27,5 @@ def normalized_score(env_name: str, episode_return: float,
 def dataset_reference(meta: dict) -> tuple[float, float] | None:
     """A dataset's own (random, expert) reference returns from its metadata (ref_min_score,
     ref_max_score, as Minari records them), or None when it has none or they are unusable."""
-    low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                  for v in (low, high))
-    return (float(low), float(high)) if numbers and high > low else None
+    low, high = (finite_number(meta.get(key)) for key in ("ref_min_score", "ref_max_score"))
+    return (low, high) if low is not None and high is not None and high > low else None

@@ -9,11 +9,10 @@ logged once before the first iteration (dataset, model fit, behaviour cloning) a
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
-from typing import Any
 
 from morel.core.errors import MorelError
+from morel.core.numbers import finite_number
 from morel.runs.logger import DataLog
 
 FOLDER = "tensorboard"
@@ -25,13 +24,6 @@ def check_tensorboard(enabled: bool, source: str | None) -> None:
     if enabled and importlib.util.find_spec("tensorboard") is None:
         raise MorelError(f"{source or 'config'}: tensorboard is True (or --tensorboard) but the "
                          f"tensorboard package is not installed: {INSTALL_HINT}")
-
-
-def _scalar(value: Any) -> float | None:
-    """`value` as a float when it is a finite real number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class TensorBoardLog:
@@ -52,7 +44,7 @@ class TensorBoardLog:
         """Add every new numeric value of `log` (step = its index) and flush."""
         for key, values in log.log.items():
             for step in range(self.written.get(key, 0), len(values)):
-                value = _scalar(values[step])
+                value = finite_number(values[step])
                 if value is not None:
                     self.writer.add_scalar(key, value, step)
             self.written[key] = len(values)

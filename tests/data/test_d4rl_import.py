@@ -196,6 +196,17 @@ def test_dataset_reference_scores_normalize_and_bad_ones_are_ignored():
     assert dataset_reference({"ref_min_score": 5.0, "ref_max_score": 5.0}) is None
     assert dataset_reference({"ref_min_score": True, "ref_max_score": 9.0}) is None
     assert dataset_reference({"ref_max_score": 9.0}) is None
+    huge = json.loads('{"ref_min_score": 1' + "0" * 400 + ', "ref_max_score": 9.0}')
+    assert dataset_reference(huge) is None  # an int no float holds: ignored, not a crash
+
+
+def test_minari_metadata_with_a_number_no_float_holds_is_read(tmp_path):
+    data = write_minari_folder(tmp_path, reference_paths())
+    text = (data / "metadata.json").read_text().replace('"ref_min_score": -20.0',
+                                                         '"ref_min_score": 1' + "0" * 400)
+    (data / "metadata.json").write_text(text)
+    meta = minari_files.read_metadata(data)
+    assert "ref_min_score" not in meta and meta["ref_max_score"] == 3000.0
 
 
 def test_d4rl_converted_without_env_name_loads_back(tmp_path):
