@@ -77,17 +77,26 @@ def read_minari(path: str | Path) -> list[dict[str, Any]]:
                 raise MorelError(f"{path}: {name} lacks {', '.join(missing)}")
             if not hasattr(group["observations"], "shape"):
                 raise MorelError(f"{path}: {name}: dict observations are not supported")
-            obs = group["observations"][()]
-            rew = group["rewards"][()].reshape(-1)
-            if len(obs) != len(rew) + 1:
-                raise MorelError(f"{path}: {name}: observations should have one row more than "
-                                 f"rewards ({len(obs)} vs {len(rew)})")
-            terms = group["terminations"][()].reshape(-1)
-            paths.append({"observations": obs[:-1], "actions": group["actions"][()],
-                          "rewards": rew, "terminated": bool(len(terms) and terms[-1])})
+            paths.append(minari_episode_path(
+                f"{path}: {name}", group["observations"][()], group["actions"][()],
+                group["rewards"][()], group["terminations"][()]))
     if not paths:
         raise MorelError(f"{path}: no episodes")
     return paths
+
+
+def minari_episode_path(where: str, observations: np.ndarray, actions: np.ndarray,
+                        rewards: np.ndarray, terminations: np.ndarray) -> dict[str, Any]:
+    """One Minari episode (observations [T+1, d], the final state last; actions [T, act_dim];
+    rewards, terminations [T]) as a path: final observation dropped, `terminated` from the last
+    step; `where` names the episode in the error."""
+    rew = np.asarray(rewards).reshape(-1)
+    if len(observations) != len(rew) + 1:
+        raise MorelError(f"{where}: observations should have one row more than rewards "
+                         f"({len(observations)} vs {len(rew)})")
+    terms = np.asarray(terminations).reshape(-1)
+    return {"observations": observations[:-1], "actions": np.asarray(actions), "rewards": rew,
+            "terminated": bool(len(terms) and terms[-1])}
 
 
 def repeat_actions(path: dict[str, Any], act_repeat: int) -> dict[str, Any]:

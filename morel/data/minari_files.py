@@ -19,7 +19,7 @@ import numpy as np
 
 from morel.core.errors import MorelError
 from morel.core.numbers import finite_number
-from morel.data.d4rl import read_minari
+from morel.data.d4rl import minari_episode_path, read_minari
 from morel.data.hdf5 import open_hdf5
 
 INSTALL_HINT = "pip install -e '.[minari]'"
@@ -124,13 +124,8 @@ def read_with_package(data_dir: Path) -> list[dict[str, Any]]:
     for ep in episodes:
         if not isinstance(ep.observations, np.ndarray):
             raise MorelError(f"{data_dir}: episode {ep.id}: dict observations are not supported")
-        if len(ep.observations) != len(ep.rewards) + 1:
-            raise MorelError(f"{data_dir}: episode {ep.id}: observations should have one row "
-                             f"more than rewards ({len(ep.observations)} vs {len(ep.rewards)})")
-        terms = np.asarray(ep.terminations).reshape(-1)
-        paths.append({"observations": ep.observations[:-1], "actions": np.asarray(ep.actions),
-                      "rewards": np.asarray(ep.rewards).reshape(-1),
-                      "terminated": bool(len(terms) and terms[-1])})
+        paths.append(minari_episode_path(f"{data_dir}: episode {ep.id}", ep.observations,
+                                         ep.actions, ep.rewards, ep.terminations))
     if not paths:
         raise MorelError(f"{data_dir}: no episodes")
     return paths
