@@ -24,9 +24,14 @@ def add_config_args(p: argparse.ArgumentParser, output_help: str = "job director
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set data_file=d.npz")
     if tensorboard:
-        p.add_argument("--tensorboard", action="store_true", default=None,
-                       help="also write TensorBoard events to JOB/tensorboard (config key "
-                            "tensorboard; needs pip install -e '.[tensorboard]')")
+        add_tensorboard_flag(p)
+
+
+def add_tensorboard_flag(p: argparse.ArgumentParser) -> None:
+    """--tensorboard: True when given, else None (the config's `tensorboard` stands)."""
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard events to JOB/tensorboard (config key "
+                        "tensorboard; needs pip install -e '.[tensorboard]')")
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> MorelConfig:
