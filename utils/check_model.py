@@ -18,8 +18,6 @@ error and disagreement. The data's disagreement (from the run's log) is printed 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +26,31 @@ import torch
 from tabulate import tabulate
 
 from morel.core.errors import MorelError, run_cli
+from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, episode_seeds, seed_arg, stream
 from morel.envs.wrapper import make_env
 from morel.models.diagnostics import OneStepCheck, one_step_check, rank_correlation
 from morel.models.files import load_ensemble
 from morel.npg.policies import GaussianMLP, load_policy
+from morel.runs.jobdir import read_job_data
 from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
 
 DATA_KEYS = ("disagreement_mean", "disagreement_p99", "disagreement_max")
 
 
-def read_job_data(job: Path) -> dict[str, Any]:
-    """JOB/job_data.json as a dict (a run_morel.py job)."""
-    path = job / "job_data.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MorelError(f"{job}: no job_data.json; --job takes a run_morel.py job directory") \
-            from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise MorelError(f"{path}: unreadable ({type(err).__name__})") from None
-    if not isinstance(data, dict) or "truncate_lim" not in data:
-        raise MorelError(f"{path}: not a run_morel.py job (no truncate_lim)")
+def read_morel_job(job: Path) -> dict[str, Any]:
+    """JOB/job_data.json of a run_morel.py job, with a valid truncate_lim."""
+    fix = "--job takes a run_morel.py job directory"
+    if not (job / "job_data.json").is_file():
+        raise MorelError(f"{job}: no job_data.json; {fix}")
+    data = read_job_data(job, fix)
+    if "truncate_lim" not in data:
+        raise MorelError(f"{job / 'job_data.json'}: not a run_morel.py job (no truncate_lim)")
     lim = data["truncate_lim"]
-    if lim is not None and (not isinstance(lim, (int, float)) or not math.isfinite(lim)):
-        raise MorelError(f"{path}: truncate_lim must be a number or null, got {str(lim)[:40]}")
+    if lim is not None and finite_number(lim) is None:
+        raise MorelError(f"{job / 'job_data.json'}: truncate_lim must be a number or null, got "
+                         f"{str(lim)[:40]}")
     return data
 
 
@@ -98,7 +95,7 @@ def main() -> None:
     plot = Path(args.plot) if args.plot else None
     if plot is not None:
         check_png_output(plot, "--plot")
-    job_data = read_job_data(job)
+    job_data = read_morel_job(job)
     model, _ = load_ensemble(str(job / "models.pt"))
     policy, meta = load_policy(args.policy or job / "policy_final.pt")
     if not isinstance(meta.get("env_name"), str):

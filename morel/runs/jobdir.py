@@ -41,6 +41,19 @@ def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool
     clear_run_files(job, check_job_dir(job, config, resume, force))
 
 
+def read_job_data(job: Path, fix: str) -> dict[str, Any]:
+    """JOB/job_data.json (the run's resolved config) as a dict; a file that is unreadable or not
+    a JSON object is a one-line MorelError ending in `fix`."""
+    data_file = job / "job_data.json"
+    try:
+        data = json.loads(data_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise MorelError(f"{data_file}: unreadable ({type(err).__name__}); {fix}") from None
+    if not isinstance(data, dict):
+        raise MorelError(f"{data_file}: not a JSON object (a run's config); {fix}")
+    return data
+
+
 def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> list[str]:
     """Refuse what the flags do not allow (changes nothing); return the run files a fresh start
     must clear (none when resuming)."""
@@ -57,14 +70,7 @@ def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) 
         if not (job / CHECKPOINT).is_file() or not data_file.is_file():
             raise MorelError(f"{job}: no run to resume (needs job_data.json and {CHECKPOINT}); "
                              "drop --resume to start a new run")
-        try:
-            old = json.loads(data_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as err:
-            raise MorelError(f"{data_file}: unreadable ({type(err).__name__}); cannot resume; "
-                             "start again with --force") from None
-        if not isinstance(old, dict):
-            raise MorelError(f"{data_file}: not a JSON object (a run's config); cannot resume; "
-                             "start again with --force")
+        old = read_job_data(job, "cannot resume; start again with --force")
         changed = sorted(k for k in config  # job_data.json also holds computed values
                          if k not in RESUMABLE_CHANGES and old.get(k) != config[k])
         if changed and not force:
