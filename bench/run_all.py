@@ -13,7 +13,7 @@ shared machine still gives stable answers), printed as a table and written as JS
    method (bench/reference.py) at the same number of samples;
 4. a whole NPG iteration, part by part (sampling, GAE, NPG/CG, baseline, evaluation), and the
    Fisher-vector product against its floor;
-5. a long run: a whole iteration of an agent after 50 iterations, and a baseline fit with the
+5. a long run: a whole iteration of an agent after 150 iterations, and a baseline fit with the
    subnormal weights a long run leaves, each against the same of a fresh agent (slowdowns that
    grow during a run);
 6. real-env collection (collect_dataset.py's loop) against the raw env.step rate.
@@ -283,7 +283,7 @@ def long_run(device: torch.device, sampling: dict, quick: bool) -> dict:
     - A baseline fit (1 epoch on the sampling benchmark's batch) with subnormal weights and Adam
       moments planted where a run leaves them (DEAD_UNITS), against a fresh baseline's fit.
       Without the flush (--keep-subnormals) x86 CPUs compute on them many times slower."""
-    updates, horizon = (5, 100) if quick else (50, 500)
+    updates, horizon = (5, 100) if quick else (150, 500)
     drift_horizon = horizon // 5
     model = bench_model(device)
     reward = load_reward_file(ROOT / "utils" / "reward_functions" / "gym_hopper.py", OBS)

@@ -148,7 +148,9 @@ def episode_returns(vec_env: EnvBatch, act: ActionFn,
     """Run exactly one episode in each env of `vec_env`; undiscounted returns [num_envs].
 
     Env i is reset with episode_seeds(seeds)[i] and the action noise (if any) drawn from
-    noise_rng(seeds), so the first k episodes do not depend on the number of envs.
+    noise_rng(seeds), so the first k episodes do not depend on the number of envs. The policy
+    acts on every env at every step (the noise stream does not depend on which episodes have
+    ended), but an env whose episode has ended is not stepped again.
     """
     rng = noise_rng(seeds)
     n = vec_env.num_envs
@@ -156,7 +158,7 @@ def episode_returns(vec_env: EnvBatch, act: ActionFn,
     running = np.ones(n, bool)
     obs, _ = vec_env.reset(seed=episode_seeds(seeds, n))
     while running.any():
-        obs, rewards, terminated, truncated, _ = vec_env.step(act(obs, rng))
-        returns += np.where(running, rewards, 0.0)
+        obs, rewards, terminated, truncated, _ = vec_env.step(act(obs, rng), running)
+        returns += rewards
         running &= ~(terminated | truncated)
     return returns

@@ -174,13 +174,17 @@ class EnvBatch:
             self._obs[i] = env.reset(seed=seeds[i])[0]
         return self._obs.copy(), {}
 
-    def step(self, actions: np.ndarray
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Step env i with actions[i]; (observations, rewards, terminated, truncated, {})."""
+        """Step env i with actions[i]; (observations, rewards, terminated, truncated, {}).
+        With `active` [num_envs] bool, only those envs step; the others keep their observation
+        and report reward 0, not terminated, not truncated."""
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         for i, env in enumerate(self.envs):
+            if active is not None and not active[i]:
+                continue
             obs, rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
             if terminated[i] or truncated[i]:
                 obs, _ = env.reset()

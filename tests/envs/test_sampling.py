@@ -78,9 +78,17 @@ def test_episode_returns_equal_single_env_episodes():
         return np.tanh(obs[:, :3] * 2.0).astype(np.float32)  # deterministic, state dependent
 
     seeds = np.random.SeedSequence(11)
-    returns = episode_returns(make_vector_env("Hopper-v5", 3), act, seeds)
+    batch = make_vector_env("Hopper-v5", 3)
+    steps = [0, 0, 0]
+    for i, env in enumerate(batch.envs):  # count each env's steps
+        def counted(action, i=i, step=env.step):
+            steps[i] += 1
+            return step(action)
+        env.step = counted
+    returns = episode_returns(batch, act, seeds)
     np.testing.assert_array_equal(episode_returns(make_vector_env("Hopper-v5", 2), act, seeds),
                                   returns[:2])
+    lengths = []
     for i in range(3):
         env = make_env("Hopper-v5")
         obs, _ = env.reset(seed=episode_seeds(seeds, 3)[i])
@@ -89,4 +97,8 @@ def test_episode_returns_equal_single_env_episodes():
             obs, reward, terminated, truncated, _ = env.step(act(obs[None], None)[0])
             total += reward
             done = terminated or truncated
+            lengths.append(i)
         assert returns[i] == pytest.approx(total, rel=1e-6)
+    lengths = np.bincount(lengths).tolist()
+    assert len(set(lengths)) > 1  # episodes of different lengths ...
+    assert steps == lengths  # ... and an ended episode's env is not stepped again

@@ -101,6 +101,25 @@ def test_batched_fit_equals_fitting_each_member_alone(monkeypatch):
             torch.testing.assert_close(wb[e], wa[0], rtol=1e-4, atol=1e-6)
 
 
+def test_fused_adam_fit_equals_the_default_adam(monkeypatch):
+    """member_adam is torch's fused Adam: the same fit as the default (foreach) Adam up to
+    float rounding, weight decay included."""
+    s, a, s_next = linear_system(600)
+    fused = DynamicsEnsemble(3, 4, 2, (16, 16), seed=5)
+    fused.fit(s, a, s_next, epochs=3, batch_size=50, weight_decay=1e-3, seed=5, progress=False)
+    assert all(group["fused"] for group in batched.member_adam(fused, 1e-3).param_groups)
+    monkeypatch.setattr("morel.models.dynamics.member_adam", lambda model, lr, wd=0.0:
+                        torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd))
+    default = DynamicsEnsemble(3, 4, 2, (16, 16), seed=5)
+    default.fit(s, a, s_next, epochs=3, batch_size=50, weight_decay=1e-3, seed=5,
+                progress=False)
+    start = DynamicsEnsemble(3, 4, 2, (16, 16), seed=5)
+    for wf, wd, w0 in zip([*fused.weights, *fused.biases], [*default.weights, *default.biases],
+                          [*start.weights, *start.biases]):
+        torch.testing.assert_close(wf, wd, rtol=1e-4, atol=1e-6)
+        assert (wf - w0).abs().max() > 1e-3  # the fit moved every tensor
+
+
 def test_max_steps_stops_after_the_epoch():
     s, a, s_next = linear_system(600)
     model = DynamicsEnsemble(2, 4, 2, (8,), seed=0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from morel.npg.natural_gradient import (
+    CPU_FVP_BLOCK,
     conjugate_gradient,
     fisher_vector_product_fn,
     gaussian_kl,
@@ -64,6 +67,21 @@ def test_fisher_vector_product_equals_explicit_fisher_times_v():
     v = torch.randn(fisher.shape[0])
     torch.testing.assert_close(damped(v), fvp(v) + 0.1 * v)
     assert abs(mean_kl(policy, obs).detach().item()) < 1e-7
+
+
+def test_blocked_fisher_vector_product_equals_one_pass():
+    """On a CPU the product is summed over blocks of CPU_FVP_BLOCK rows: the same as one pass
+    over all rows in float64 (for any block size, one that does not divide N included)."""
+    policy = GaussianMLP(5, 3, (16, 16), init_log_std=-0.7, seed=2)
+    with torch.no_grad():
+        policy.layers[-1].weight.mul_(30)
+    obs = torch.randn(2 * CPU_FVP_BLOCK + 77, 5, generator=torch.Generator().manual_seed(1))
+    v = torch.randn(policy.flat_params().numel(), generator=torch.Generator().manual_seed(2))
+    expected = fisher_vector_product_fn(copy.deepcopy(policy).double(), obs.double(), 1e-3,
+                                        block=len(obs))(v.double())
+    for block in (None, 1000, len(obs)):  # None: CPU_FVP_BLOCK on this CPU tensor
+        got = fisher_vector_product_fn(policy, obs, 1e-3, block=block)(v)
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("seed", range(3))

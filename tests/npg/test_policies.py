@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from copy import deepcopy
 
 import numpy as np
 import pytest
@@ -31,6 +32,41 @@ def test_log_likelihood_matches_torch_distribution():
     obs, act = torch.randn(10, 4), torch.randn(10, 3)
     dist = torch.distributions.Normal(policy(obs), torch.exp(policy.log_std))
     torch.testing.assert_close(policy.log_likelihood(obs, act), dist.log_prob(act).sum(-1))
+
+
+def test_numpy_mean_std_equals_the_torch_forward():
+    """mean_std of a CPU policy runs in numpy on views of its tensors: the torch forward's values
+    (float32 and float64 policies), in-place updates seen at once, a copied or cast policy on its
+    own tensors."""
+    policy = GaussianMLP(5, 2, (16, 16), init_log_std=-0.5, seed=4)
+    with torch.no_grad():
+        policy.layers[-1].weight.mul_(40)  # away from the tiny init
+        policy.in_shift.fill_(0.3)
+        policy.in_scale.fill_(2.0)
+        policy.out_scale.copy_(torch.tensor([1.5, 0.5]))
+        policy.out_shift.copy_(torch.tensor([0.1, -0.2]))
+    obs = np.random.default_rng(0).normal(size=(7, 5))
+
+    def torch_mean(p: GaussianMLP) -> np.ndarray:
+        with torch.no_grad():
+            return p(torch.as_tensor(obs, dtype=torch.float32)).double().numpy()
+
+    mean, std = policy.mean_std(obs)
+    assert mean.dtype == std.dtype == np.float32 and mean.shape == std.shape == (7, 2)
+    np.testing.assert_allclose(mean, torch_mean(policy), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, np.exp(-0.5) * np.ones((7, 2)), rtol=1e-6)
+    flat = policy.flat_params()
+    policy.set_flat_params(flat * 1.1)  # in place: the cached views see it
+    np.testing.assert_allclose(policy.mean_std(obs)[0], torch_mean(policy), rtol=1e-5, atol=1e-6)
+    copy = deepcopy(policy)
+    copy.set_flat_params(flat)  # the copy's own tensors; the original keeps its values
+    np.testing.assert_allclose(copy.mean_std(obs)[0], torch_mean(copy), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(policy.mean_std(obs)[0], torch_mean(policy), rtol=1e-5, atol=1e-6)
+    assert np.abs(copy.mean_std(obs)[0] - policy.mean_std(obs)[0]).max() > 1e-3
+    double = policy.double()
+    mean64 = double.mean_std(obs)[0]
+    assert mean64.dtype == np.float64
+    np.testing.assert_allclose(mean64, torch_mean(double), rtol=1e-12)
 
 
 def test_save_load_round_trip_with_transforms(tmp_path):
