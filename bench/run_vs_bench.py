@@ -6,7 +6,8 @@ Reads the run's config (JOB/job_data.json) and log (JOB/logs/log.pickle), takes 
 its iterations of iter_time, num_samples and the parts (sampling, NPG step, baseline fit,
 evaluation), and times `bench/scaling.py`'s iteration with the run's num_models, update_paths,
 CG iterations and act_repeat, and the horizon that gives the run's median sample count
-(members x paths x horizon); prints both and their ratio (a run should be within 1.3x of the
+(members x paths x horizon), members of the run's first hidden size (the bench's members
+have two layers of it; its policy is the shipped medium one); prints both and their ratio (a run should be within 1.3x of the
 bench: a larger ratio is a slowdown the bench does not see). Run it on an idle machine, as the
 run was.
 """
@@ -60,9 +61,11 @@ def main() -> None:
         sys.exit(f"error: {err}")
     members, paths = int(config["num_models"]), int(config["update_paths"])
     horizon = max(1, round(run["num_samples"] / (members * paths)))
+    hidden = config["hidden_size"]
     point = {**DEFAULTS, "members": members, "paths": paths, "horizon": horizon,
              "cg": int(config["npg_hp"]["FIM_invert_args"]["iters"]),
-             "act_repeat": int(config["act_repeat"])}
+             "act_repeat": int(config["act_repeat"]), "data": 20000,
+             "hidden": int(hidden[0]) if hidden else DEFAULTS["hidden"]}
     bench = run_point(point)
     rows = [[label, f"{run[key]:.2f}", f"{bench[bkey]:.2f}", f"{run[key] / bench[bkey]:.2f}"]
             for label, key, bkey in (("iteration", "iter_time", "iteration_s"),

@@ -1,13 +1,14 @@
 """How one MOReL iteration's time and memory grow with its sizes: ensemble size, update_paths,
 horizon and dataset size. Each point runs in a fresh process (so its peak memory is its own):
 
-    python bench/scaling.py                        # the default grid, about 6 minutes on 2 cores
+    python bench/scaling.py                        # the default grid, about 10 minutes on 2 cores
     python bench/scaling.py --markdown FILE        # also the table as Markdown
     python bench/scaling.py --point members=4,paths=50,horizon=300,cg=25,act_repeat=2
 
 An iteration is what run_morel.py does each iteration, on the bench's fixed workload: P-MDP
 sampling of `paths` start states x `members` members for `horizon` steps without halting (so the
-sample count is members x paths x horizon), the NPG step (CG `cg` iterations) and the baseline
+sample count is members x paths x horizon; members of two layers of `hidden` units), the NPG
+step (CG `cg` iterations) and the baseline
 fit, and the evaluation of 4 episodes of the shipped medium Hopper policy (act_repeat
 `act_repeat`). `data` (transitions) sizes the dataset for one epoch of fitting the ensemble
 (minibatch 1000) and one pass of its statistics (MSE and disagreement over the dataset), the
@@ -53,7 +54,7 @@ from morel.npg.policies import load_policy
 from morel.pmdp import HaltRules, pmdp_rollouts
 
 DEFAULTS = {"members": 4, "paths": 50, "horizon": 500, "cg": 20, "act_repeat": 1,
-            "data": 100000}
+            "data": 100000, "hidden": HIDDEN}
 # each row varies one size from DEFAULTS
 GRID = ([{"members": m} for m in (2, 4, 8)] + [{"paths": p} for p in (12, 25, 100)]
         + [{"horizon": h} for h in (100, 250, 1000)] + [{"data": d} for d in (25000, 400000)])
@@ -74,7 +75,7 @@ def parse_point(text: str) -> dict[str, int]:
 def measure(point: dict[str, int]) -> dict[str, float]:
     """Time one iteration's parts and the dataset-sized work at `point` (this process)."""
     device = torch.device("cpu")
-    model = DynamicsEnsemble(point["members"], OBS, ACT, (HIDDEN, HIDDEN), seed=0)
+    model = DynamicsEnsemble(point["members"], OBS, ACT, (point["hidden"],) * 2, seed=0)
     s, a, s_next = hopper_like_data(point["data"], device)
     model.set_normalisation(s, a, s_next)
     policy, _ = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 import torch
 from conftest import ROOT
 from reference import reference_rollouts
@@ -51,3 +52,42 @@ def test_bench_quick_run_writes_every_ratio(tmp_path):
     assert "| measure" in (tmp_path / "b.md").read_text()
     if r["flush_subnormals"]:  # x86 (FTZ/DAZ): no float op leaves a subnormal behind
         assert r["long_run"]["drifted_subnormals"] == 0
+
+
+def test_scaling_point_reports_its_sizes_times_and_memory():
+    import json
+    import subprocess
+
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "scaling.py"), "--point",
+                          "members=3,paths=4,horizon=15,data=3000,hidden=16,cg=3"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout[res.stdout.index("{"):])
+    assert row["samples"] == 3 * 4 * 15  # no halting: members x paths x horizon
+    assert (row["members"], row["hidden"], row["cg"], row["data"]) == (3, 16, 3, 3000)
+    parts = ("sampling_s", "update_s", "evaluation_s")
+    assert all(row[k] > 0 for k in (*parts, "fit_epoch_s", "statistics_s", "peak_rss_mb"))
+    assert abs(row["iteration_s"] - sum(row[k] for k in parts)) < 1e-9
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "scaling.py"), "--point",
+                          "paths=0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--point 'paths=0': give KEY=N (N >= 1)" in bad.stderr
+
+
+def test_run_vs_bench_matches_a_runs_sample_count(hopper_data, tmp_path):
+    from conftest import run_script, write_config
+
+    job = tmp_path / "job"
+    made = run_script("run_morel.py", "--config", write_config(tmp_path, hopper_data,
+                                                               num_iter=3), "--output", job)
+    assert made.returncode == 0, made.stderr
+    res = run_script("bench/run_vs_bench.py", job)
+    assert res.returncode == 0, res.stderr
+    assert f"{job}: 3 iterations" in res.stdout
+    assert "bench: 2 members x 4 paths x horizon" in res.stdout  # the tiny config's sizes
+    rows = {line.split()[0]: line.split()[-3:] for line in res.stdout.splitlines()[3:]}
+    assert set(rows) == {"iteration", "sampling", "NPG", "evaluation"}
+    assert all(float(x) >= 0 for row in rows.values() for x in row)
+    run, bench, ratio = map(float, rows["iteration"])
+    assert bench > 0 and ratio == pytest.approx(run / bench, abs=0.05, rel=0.1)
+    not_a_job = run_script("bench/run_vs_bench.py", tmp_path)
+    assert not_a_job.returncode != 0 and "job_data.json: unreadable" in not_a_job.stderr

@@ -102,8 +102,9 @@ class MorelEnv(gym.Wrapper):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         space = self.env.action_space
-        action = np.clip(np.asarray(action, dtype=space.dtype).reshape(space.shape),
-                         space.low, space.high)
+        # np.minimum/np.maximum: np.clip's values, without its overhead of ~10 us per call
+        action = np.minimum(np.maximum(np.asarray(action, dtype=space.dtype)
+                                       .reshape(space.shape), space.low), space.high)
         total = 0.0
         for _ in range(self.act_repeat):
             obs, reward, terminated, truncated, info = self.env.step(action)
