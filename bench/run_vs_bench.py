@@ -7,9 +7,9 @@ its iterations of iter_time, num_samples and the parts (sampling, NPG step, base
 evaluation), and times `bench/scaling.py`'s iteration with the run's num_models, update_paths,
 CG iterations and act_repeat, and the horizon that gives the run's median sample count
 (members x paths x horizon), members of the run's first hidden size (the bench's members
-have two layers of it; its policy is the shipped medium one); prints both and their ratio (a run should be within 1.3x of the
-bench: a larger ratio is a slowdown the bench does not see). Run it on an idle machine, as the
-run was.
+have two layers of it; its policy is the shipped medium one); prints both and their ratio (a
+run should be within 1.3x of the bench: a larger ratio is a slowdown the bench does not see).
+Run it on an idle machine, as the run was.
 """
 
 from __future__ import annotations

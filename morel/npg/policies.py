@@ -131,10 +131,7 @@ class GaussianMLP(nn.Module):
         torch call, the same values up to float rounding (a test checks); others on their
         device."""
         if self.log_std.device.type != "cpu":
-            with torch.no_grad():
-                mean = self(torch.as_tensor(obs, dtype=torch.float32, device=self.log_std.device))
-                std = torch.exp(self.log_std).expand_as(mean)
-            return mean.cpu().numpy(), std.cpu().numpy()
+            return self.torch_mean_std(obs)
         log_std, *layers, in_shift, in_scale, out_shift, out_scale = self._numpy_views()
         h = np.asarray(obs, dtype=np.float32).astype(log_std.dtype, copy=False)
         with np.errstate(all="ignore"):  # inf/NaN propagate silently, as in torch
@@ -145,6 +142,13 @@ class GaussianMLP(nn.Module):
                     h = np.tanh(h)
             mean = h * out_scale + out_shift
         return mean, np.broadcast_to(np.exp(log_std), mean.shape).copy()
+
+    @torch.no_grad()
+    def torch_mean_std(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`mean_std` through the torch forward on the policy's device (a GPU policy's path)."""
+        mean = self(torch.as_tensor(obs, dtype=torch.float32, device=self.log_std.device))
+        std = torch.exp(self.log_std).expand_as(mean)
+        return mean.cpu().numpy(), std.cpu().numpy()
 
     def _numpy_views(self) -> list[np.ndarray]:
         """numpy views of log_std, each layer's weight and bias, and the input and output

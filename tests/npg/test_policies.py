@@ -55,6 +55,10 @@ def test_numpy_mean_std_equals_the_torch_forward():
     assert mean.dtype == std.dtype == np.float32 and mean.shape == std.shape == (7, 2)
     np.testing.assert_allclose(mean, torch_mean(policy), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(std, np.exp(-0.5) * np.ones((7, 2)), rtol=1e-6)
+    torch_mean_, torch_std = policy.torch_mean_std(obs)  # a GPU policy's path, here on the CPU
+    assert torch_mean_.dtype == torch_std.dtype == np.float32
+    np.testing.assert_allclose(torch_mean_, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(torch_std, std)
     flat = policy.flat_params()
     policy.set_flat_params(flat * 1.1)  # in place: the cached views see it
     np.testing.assert_allclose(policy.mean_std(obs)[0], torch_mean(policy), rtol=1e-5, atol=1e-6)
