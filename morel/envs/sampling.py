@@ -98,7 +98,8 @@ def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int,
     """Roll whole episodes until at least `num_samples` steps are collected.
 
     Once the target is reached no new episode is started, but episodes in flight are finished
-    (dropping them would bias the data towards short episodes). Deterministic given `seeds` and
+    (dropping them would bias the data towards short episodes); an env with no episode in
+    flight is not stepped, so every env step is a collected sample. Deterministic given `seeds` and
     the number of envs: env i is reset with episode_seeds(seeds)[i], the action noise drawn from
     noise_rng(seeds) (morel.core.seeding).
     Returns paths with observations [T, obs_dim], actions [T, act_dim], rewards [T] (float32)
@@ -120,22 +121,22 @@ def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int,
     with tqdm(total=num_samples, desc="collecting", unit="step", disable=not progress,
               dynamic_ncols=True) as bar:
         while active.any():
-            actions = act(obs, rng)
-            next_obs, rewards, terminated, truncated, _ = vec_env.step(actions)
-            obs_buf[rows, t] = obs
-            act_buf[rows, t] = actions
-            rew_buf[rows, t] = rewards
-            t += 1
-            for i in np.flatnonzero(terminated | truncated):
-                if active[i]:
-                    paths.append({"observations": obs_buf[i, :t[i]].copy(),
-                                  "actions": act_buf[i, :t[i]].copy(),
-                                  "rewards": rew_buf[i, :t[i]].copy(),
-                                  "terminated": bool(terminated[i])})
-                    collected += int(t[i])
-                    bar.update(int(t[i]))
-                    if collected >= num_samples:
-                        active[i] = False
+            actions = act(obs, rng)  # all rows: the noise stream is that of the full batch
+            live = rows[active]  # envs with an episode in flight: only they step
+            next_obs, rewards, terminated, truncated, _ = vec_env.step(actions, active=active)
+            obs_buf[live, t[live]] = obs[live]
+            act_buf[live, t[live]] = actions[live]
+            rew_buf[live, t[live]] = rewards[live]
+            t[live] += 1
+            for i in np.flatnonzero(terminated | truncated):  # only stepped envs end
+                paths.append({"observations": obs_buf[i, :t[i]].copy(),
+                              "actions": act_buf[i, :t[i]].copy(),
+                              "rewards": rew_buf[i, :t[i]].copy(),
+                              "terminated": bool(terminated[i])})
+                collected += int(t[i])
+                bar.update(int(t[i]))
+                if collected >= num_samples:
+                    active[i] = False
                 t[i] = 0
             if collected >= num_samples:
                 active &= t > 0  # envs that just reset do not start a new episode

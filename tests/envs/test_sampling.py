@@ -102,3 +102,39 @@ def test_episode_returns_equal_single_env_episodes():
     lengths = np.bincount(lengths).tolist()
     assert len(set(lengths)) > 1  # episodes of different lengths ...
     assert steps == lengths  # ... and an ended episode's env is not stepped again
+
+
+def test_collection_steps_only_envs_with_an_episode_in_flight():
+    """Every env step is a collected sample, and the paths are each env's episodes in order, as
+    a single env stepped on its own gives them (a deterministic, state-dependent policy)."""
+
+    def act(obs, rng):
+        return np.tanh(obs[:, :3] * 2.0).astype(np.float32)
+
+    seeds = np.random.SeedSequence(5)
+    batch = make_vector_env("Hopper-v5", 3)
+    steps = [0, 0, 0]
+    for i, env in enumerate(batch.envs):
+        def counted(action, i=i, step=env.step):
+            steps[i] += 1
+            return step(action)
+        env.step = counted
+    paths = collect_episodes(batch, act, 400, seeds, progress=False)
+    assert sum(steps) == sum(len(p["rewards"]) for p in paths) >= 400
+    reference = []  # each env's episodes, one after another, until its step count is used up
+    for i in range(3):
+        env = make_env("Hopper-v5")
+        obs, _ = env.reset(seed=episode_seeds(seeds, 3)[i])
+        taken, observations = 0, [obs]
+        while taken < steps[i]:
+            obs, _, terminated, truncated, _ = env.step(act(obs[None], None)[0])
+            taken += 1
+            if terminated or truncated:
+                reference.append(np.array(observations, np.float32))
+                obs, _ = env.reset()
+                observations = []
+            observations.append(obs)
+        assert len(observations) == 1  # the env stopped at the end of an episode
+    assert len(paths) == len(reference) > 3
+    collected = sorted(p["observations"].tobytes() for p in paths)
+    assert collected == sorted(r.tobytes() for r in reference)
