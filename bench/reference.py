@@ -71,14 +71,15 @@ def double_backprop_fvp(policy: GaussianMLP, obs: torch.Tensor,
 
 
 def sequential_returns(env_id: str, policy: GaussianMLP, episodes: int, seed: int) -> list[float]:
-    """Mean-action returns of `episodes` episodes run one after another in one env."""
+    """Mean-action returns of `episodes` episodes run one after another in one env, the
+    policy's torch forward called on one observation per step (as mjrl's policy is)."""
     env = make_env(env_id)
     returns = []
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
         total, done = 0.0, False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy.act(obs, deterministic=True)[0])
+            obs, reward, terminated, truncated, _ = env.step(policy.torch_mean_std(obs[None])[0][0])
             total += reward
             done = terminated or truncated
         returns.append(total)

@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 from conftest import ROOT
-from reference import reference_rollouts
+from reference import reference_rollouts, sequential_returns
 
+from morel.envs.wrapper import make_env
 from morel.models.dynamics import DynamicsEnsemble
 from morel.npg.policies import GaussianMLP
 from morel.pmdp import HaltRules, pmdp_rollouts
@@ -31,6 +32,23 @@ def test_reference_rollouts_equal_the_batched_ones():
                                            ours.batch.actions.reshape(-1, 2),
                                            obs.reshape(-1, 4))
     torch.testing.assert_close(disagreement.reshape(-1), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_reference_evaluation_returns_the_mean_action_returns():
+    """The reference's episodes (torch forward per observation) return what the policy's own
+    mean action (its numpy path on CPU) returns, episode by episode."""
+    policy = GaussianMLP(11, 3, (8,), seed=2)
+    expected = []
+    for k in range(2):
+        env = make_env("Hopper-v5")
+        obs, _ = env.reset(seed=40 + k)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs, deterministic=True)[0])
+            total += reward
+            done = terminated or truncated
+        expected.append(total)
+    assert sequential_returns("Hopper-v5", policy, 2, 40) == pytest.approx(expected, rel=1e-4)
 
 
 def test_bench_quick_run_writes_every_ratio(tmp_path):
