@@ -137,8 +137,24 @@ def test_env_batch_equals_gymnasium_sync_vector_env():
                            autoreset_mode=AutoresetMode.SAME_STEP)
     low, high = ours.envs[0].action_space.low, ours.envs[0].action_space.high
     act = gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high)
-    a, b = (collect_episodes(v, act, 600, np.random.SeedSequence(4), progress=False)
-            for v in (ours, theirs))
+    a = collect_episodes(ours, act, 600, np.random.SeedSequence(4), progress=False)
+    # the same collection by hand on SyncVectorEnv, every env stepped at every step, episodes
+    # kept in the order they end until 600 samples, the episodes in flight then finished
+    rng, seeds = noise_rng(np.random.SeedSequence(4)), np.random.SeedSequence(4)
+    obs, _ = theirs.reset(seed=episode_seeds(seeds, 3))
+    steps, b, in_flight, collected = [[], [], []], [], np.ones(3, bool), 0
+    while in_flight.any():
+        actions = act(obs, rng)
+        next_obs, rewards, terminated, truncated, _ = theirs.step(actions)
+        for i in np.flatnonzero(in_flight):
+            steps[i].append((obs[i], actions[i], rewards[i]))
+            if terminated[i] or truncated[i]:
+                o, u, r = (np.array(x, np.float32) for x in zip(*steps[i]))
+                b.append({"observations": o, "actions": u, "rewards": r,
+                          "terminated": bool(terminated[i])})
+                collected, steps[i] = collected + len(r), []
+        in_flight &= (collected < 600) | np.array([len(x) > 0 for x in steps])
+        obs = next_obs
     assert len(a) == len(b) > 3
     for p, q in zip(a, b):
         assert p["terminated"] == q["terminated"]
