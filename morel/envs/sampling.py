@@ -135,8 +135,6 @@ def collect_episodes(vec_env: EnvBatch, act: ActionFn, num_samples: int,
                               "terminated": bool(terminated[i])})
                 collected += int(t[i])
                 bar.update(int(t[i]))
-                if collected >= num_samples:
-                    active[i] = False
                 t[i] = 0
             if collected >= num_samples:
                 active &= t > 0  # envs that just reset do not start a new episode
