@@ -66,7 +66,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
                   horizon: int, rules: HaltRules, reward_fn: RewardFn,
                   termination_fn: RewardFn | None, timing: str = "next",
                   act_repeat: int = 1, generator: torch.Generator | None = None,
-                  action_box: tuple[torch.Tensor, torch.Tensor] | None = None) -> Rollouts:
+                  action_box: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  mean_action: bool = False) -> Rollouts:
     """Roll every start state [N, obs_dim] through every member: P = E * N paths (member-major).
 
     Each step runs ONE ensemble forward on the live paths' (s, a): member e's prediction advances
@@ -74,7 +75,9 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     mean plus exp(log_std) * N(0, 1) noise (drawn on the CPU from `generator`), clamped with the
     states to +-bound; with `action_box` (low, high [act_dim]) the models, the reward and the
     termination function see the actions clipped to it, as the env would execute them, while
-    the paths keep the sampled actions (the policy's likelihood is of those). A path ends at
+    the paths keep the sampled actions (the policy's likelihood is of those). With
+    `mean_action` the actions are the policy mean (no noise is drawn): the deterministic
+    policy that the real env evaluates. A path ends at
     its first done step (termination function, kept), or, after the first step whose
     disagreement exceeds truncate_lim (not counted on the step that ends the path), at length
     max(min_halt_length, t + 1). Paths the termination function ends before
@@ -97,8 +100,10 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     std = torch.exp(policy.log_std)
     halt_on = rules.truncate_lim is not None and num_models > 1
     for t in range(horizon):
-        noise = torch.randn(len(live), act_dim, generator=generator).to(dev)
-        actions = (policy(states) + std * noise).clamp(-rules.bound, rules.bound)
+        actions = policy(states)
+        if not mean_action:
+            actions = actions + std * torch.randn(len(live), act_dim, generator=generator).to(dev)
+        actions = actions.clamp(-rules.bound, rules.bound)
         executed = clip_to_box(actions, action_box)
         preds = model.predict_all(states, executed)  # [E, L, obs_dim]
         rows = torch.arange(len(live), device=dev)

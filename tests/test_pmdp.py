@@ -238,3 +238,32 @@ def test_batched_rollouts_equal_the_slow_reference(hopper_reward_file):
             torch.testing.assert_close(fast.batch.rewards[p, :n], rewards, rtol=1e-4, atol=1e-3)
             assert bool(fast.batch.terminated[p]) == terminated
             assert bool(fast.halted[p]) == halted
+
+
+def test_mean_action_paths_follow_the_policy_mean_and_draw_no_noise(hopper_reward_file):
+    """mean_action: a policy with std 1 rolls exactly as the slow reference does with its mean,
+    and leaves the generator untouched."""
+    from morel.envs.reward_files import load_reward_file
+
+    funcs = load_reward_file(hopper_reward_file, 11)
+    model = DynamicsEnsemble(2, 11, 3, (32,), seed=3)
+    data = torch.randn(400, 11) * 0.3
+    data[:, 0] += 1.25
+    model.set_normalisation(data, torch.rand(400, 3) * 2 - 1, data + 0.05 * torch.randn(400, 11))
+    policy = GaussianMLP(11, 3, (16,), init_log_std=0.0, seed=4)
+    gen = torch.Generator().manual_seed(5)
+    state = gen.get_state()
+    rules = HaltRules(None)
+    fast = pmdp_rollouts(model, policy, data[:4], 20, rules, funcs.reward_function,
+                         funcs.termination_function, "next", generator=gen, mean_action=True)
+    assert torch.equal(gen.get_state(), state)
+    slow = reference_rollouts(model, policy, data[:4], 20, rules, funcs.reward_function,
+                              funcs.termination_function, "next", 1)
+    assert len(slow) == len(fast.batch.lengths) > 0
+    for p, (obs, rewards, _, _) in enumerate(slow):
+        n = len(rewards)
+        torch.testing.assert_close(fast.batch.observations[p, :n], obs, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fast.batch.rewards[p, :n], rewards, rtol=1e-4, atol=1e-3)
+    noisy = pmdp_rollouts(model, policy, data[:4], 20, rules, funcs.reward_function,
+                          funcs.termination_function, "next", generator=gen)
+    assert not torch.allclose(noisy.batch.observations[:, 1], fast.batch.observations[:, 1])

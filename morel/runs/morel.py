@@ -3,9 +3,11 @@
 Per iteration k (its random streams are the run seed's streams ITERATION k and EVALUATION k,
 morel.core.seeding, so resumed runs repeat exactly):
 draw `update_paths` start states, roll each through every ensemble member in the P-MDP, take an
-NPG step on those paths, fit the baseline on them, and score the mean-action policy in the real
-env (`eval_rollouts` episodes). The best policy is kept by eval score (by model return when
-eval_rollouts is 0); resume, saves and output are `morel.runs.loop.RunLoop`'s.
+NPG step on those paths, fit the baseline on them, score the mean-action policy in the real
+env (`eval_rollouts` episodes) and roll it without noise from the first MEAN_ACTION_STARTS start
+states through every member (the model_mean_* keys: how the P-MDP sees the evaluated policy).
+The best policy is kept by eval score (by model return when eval_rollouts is 0); resume, saves
+and output are `morel.runs.loop.RunLoop`'s.
 """
 
 from __future__ import annotations
@@ -35,13 +37,26 @@ from morel.models.reward import learned_reward_function
 from morel.npg.agent import NPGAgent, NPGSettings, baseline_from_config, policy_from_config
 from morel.npg.bc import BCSettings, behavior_clone, match_residual_std
 from morel.npg.policies import GaussianMLP
-from morel.pmdp import HaltRules, ensemble_statistics, model_table, pmdp_rollouts
+from morel.pmdp import HaltRules, Rollouts, ensemble_statistics, model_table, pmdp_rollouts
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.runs.logger import DataLog
 from morel.runs.loop import RunLoop, deployable_policy, evaluation_returns
 from morel.runs.tensorboard import check_tensorboard
 
 PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
+MEAN_ACTION_STARTS = 10  # start states of the mean-action model paths logged per iteration
+
+
+def mean_action_stats(paths: Rollouts) -> dict[str, float]:
+    """model_mean_score (the mean-action policy's mean return on the model paths), their
+    halted share and mean length: the policy the real env evaluates, as the P-MDP sees it."""
+    batch = paths.batch
+    if batch.num_samples == 0:
+        return {"model_mean_score": math.nan, "model_mean_halt_frac": math.nan,
+                "model_mean_length": 0.0}
+    return {"model_mean_score": float(batch.rewards.sum(1).mean()),
+            "model_mean_halt_frac": float(paths.halted.float().mean()),
+            "model_mean_length": float(batch.lengths.float().mean())}
 
 
 def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> torch.Tensor:
@@ -181,6 +196,9 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
                       if eval_env is not None else math.nan)
         normalized = normalized_score(cfg.env_name, eval_score, data.reference)
+        mean_paths = pmdp_rollouts(model, policy, starts[:MEAN_ACTION_STARTS], horizon, rules,
+                                   reward_fn, reward.termination_function, cfg.reward_timing,
+                                   reward_scale, None, action_box, mean_action=True)
         loop.end_iteration(it, {
             "train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
             **({} if normalized is None else {"eval_score_normalized": normalized}),
@@ -188,6 +206,7 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
             **stats, "time_eval": time.perf_counter() - t_eval,
             "halt_frac": float(rollouts.halted.float().mean()),
             "dropped_paths": rollouts.num_dropped,
-            "mean_path_length": float(rollouts.batch.lengths.float().mean())},
+            "mean_path_length": float(rollouts.batch.lengths.float().mean()),
+            **mean_action_stats(mean_paths)},
             eval_score if eval_env is not None else stats["stoc_pol_mean"])
     return loop.finish()

@@ -56,9 +56,13 @@ def test_job_directory_and_log(setup):
     assert "share of data pairs over truncate_lim" in full.stdout + full.stderr
     log = read_job_log(job)
     for key in ("train_score", "eval_score", "eval_score_normalized", "kl_dist", "halt_frac",
-                "VF_error_after"):
+                "VF_error_after", "model_mean_score", "model_mean_length"):
         assert len(log[key]) == 4, key
         assert all(math.isfinite(v) for v in log[key]), key
+    # the mean-action policy's model paths: 10 starts x 3 members, horizon 60
+    assert all(0 <= h <= 1 for h in log["model_mean_halt_frac"])
+    assert all(0 < n <= 60 for n in log["model_mean_length"])
+    assert all(math.isfinite(v) and abs(v) < 60 * 10 for v in log["model_mean_score"])
     expected = [100 * (r + 20.272305) / (3234.3 + 20.272305) for r in log["eval_score"]]
     assert log["eval_score_normalized"] == pytest.approx(expected)
     for key in ("rollout_score", "dataset_samples", "dyn_loss_0", "dyn_loss_gen_2",
