@@ -192,13 +192,13 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         stats, rejection = agent.guarded_step(rollouts.batch, gen)
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
+        mean_paths = pmdp_rollouts(model, policy, starts[:MEAN_ACTION_STARTS], horizon, rules,
+                                   reward_fn, reward.termination_function, cfg.reward_timing,
+                                   reward_scale, None, action_box, mean_action=True)
         t_eval = time.perf_counter()
         eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
                       if eval_env is not None else math.nan)
         normalized = normalized_score(cfg.env_name, eval_score, data.reference)
-        mean_paths = pmdp_rollouts(model, policy, starts[:MEAN_ACTION_STARTS], horizon, rules,
-                                   reward_fn, reward.termination_function, cfg.reward_timing,
-                                   reward_scale, None, action_box, mean_action=True)
         loop.end_iteration(it, {
             "train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
             **({} if normalized is None else {"eval_score_normalized": normalized}),
