@@ -32,7 +32,7 @@ GROUPS = {
         "data and rewards": ("data_file", "reward_file", "reward_timing", "learn_reward"),
         "dynamics ensemble": ("num_models", "model_file", "hidden_size", "activation", "fit_lr",
                               "fit_wd", "fit_mb_size", "fit_epochs", "max_steps", "fit_holdout",
-                              "fit_patience", "refresh_fit", "clip_actions"),
+                              "fit_patience", "num_elites", "refresh_fit", "clip_actions"),
         "pessimistic MDP": ("pessimism_coef", "truncate_reward", "halt_terminates",
                             "halt_penalty", "update_paths", "horizon", "start_state",
                             "buffer_frac"),

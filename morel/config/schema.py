@@ -217,6 +217,12 @@ class MorelConfig(CommonKeys):
                      "fit_epochs)", lambda v: v is None or 1 <= v <= 10**6,
                      "must be in [1, 1000000] or None"),
     )
+    num_elites: int | None = field(
+        default=None,
+        metadata=doc("with fit_holdout: fit num_models members and keep the num_elites with the "
+                     "lowest held-out loss (ours; None: keep every member, the original)",
+                     lambda v: v is None or 1 <= v <= 1024, "must be in [1, 1024] or None"),
+    )
     refresh_fit: bool = field(default=False, metadata=doc("unused, kept for compatibility"))
     max_steps: int = field(default=10_000, metadata=positive("cap on dynamics gradient steps"))
     update_paths: int = field(default=50,

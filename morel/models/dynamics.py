@@ -57,6 +57,16 @@ class DynamicsEnsemble(BatchedMLP):
         delta = out * (self.d_scale[:, None] + 1e-8) + self.d_shift[:, None]
         return s + self.residual_mask[:, None] * delta
 
+    def members_subset(self, members: Sequence[int]) -> DynamicsEnsemble:
+        """A new ensemble of the given members, in that order: their weights and normalisation
+        copied (every parameter and buffer holds the member index first). For an ensemble
+        without a learned reward (it is fitted after the members are chosen)."""
+        idx = torch.as_tensor(list(members), dtype=torch.long, device=self.s_shift.device)
+        subset = DynamicsEnsemble(len(idx), self.obs_dim, self.act_dim, self.hidden_sizes,
+                                  self.activation).to(self.s_shift.device)
+        subset.load_state_dict({k: v[idx] for k, v in self.state_dict().items()})
+        return subset
+
     @torch.no_grad()
     def set_normalisation(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> None:
         """Shift = mean, scale = mean |x - mean| over the data [M, .], the same for every member."""

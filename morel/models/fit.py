@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
     """The ensemble for `cfg` (loaded from `model_file`, else fitted on data['s', 'a', 's_next'])
     and its log values: fit_epochs, dyn_loss_i (last epoch's training loss, normalised units),
     model_learning_time, and with `learn_reward` a reward model per member (rew_loss_i: MSE,
-    reward units).
+    reward units). With num_elites only that many members of the fit are kept (`keep_elites`),
+    before the reward model is fitted.
     """
     flush_subnormals()
     start = time.perf_counter()
@@ -48,8 +50,10 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
         model = DynamicsEnsemble(cfg.num_models, obs_dim, act_dim, cfg.hidden_size,
                                  cfg.activation, seed=cfg.seed).to(device)
         log.update(fit_dynamics(model, cfg, data, progress))
+        if cfg.num_elites:
+            model = keep_elites(model, log, cfg.num_elites)
         if learn_reward:
-            model.reward = RewardEnsemble(cfg.num_models, obs_dim, act_dim,
+            model.reward = RewardEnsemble(model.num_models, obs_dim, act_dim,
                                           seed=cfg.seed).to(device)
             losses = model.reward.fit(model, data["s"], data["a"], data["r"], cfg.fit_epochs,
                                       cfg.fit_mb_size, cfg.fit_lr, cfg.max_steps, cfg.seed,
@@ -69,9 +73,14 @@ def fit_dynamics(model: DynamicsEnsemble, cfg: MorelConfig, data: dict[str, torc
     training loss's units), and with fit_patience each member keeps its weights of its best
     held-out epoch (dyn_best_epoch_i) and the fit stops once no member improved for
     fit_patience epochs."""
-    if cfg.fit_patience and not cfg.fit_holdout:
-        raise ConfigError(f"{cfg.source or 'config'}: 'fit_patience' needs 'fit_holdout' > 0 "
-                          "(the held-out share it watches)")
+    source = cfg.source or "config"
+    for key in ("fit_patience", "num_elites"):
+        if getattr(cfg, key) and not cfg.fit_holdout:
+            raise ConfigError(f"{source}: '{key}' needs 'fit_holdout' > 0 (the held-out share "
+                              "it watches)")
+    if cfg.num_elites and cfg.num_elites > cfg.num_models:
+        raise ConfigError(f"{source}: 'num_elites' ({cfg.num_elites}) is more than the "
+                          f"'num_models' fitted ({cfg.num_models}); lower it or fit more members")
     train = held = None
     if cfg.fit_holdout > 0:
         train, held = holdout_split(len(data["s"]), cfg.fit_holdout,
@@ -98,6 +107,29 @@ def fit_dynamics(model: DynamicsEnsemble, cfg: MorelConfig, data: dict[str, torc
         log.update({f"dyn_loss_heldout_{i}": loss
                     for i, loss in enumerate(heldout_loss(model, *held_data).tolist())})
     return log
+
+
+def keep_elites(model: DynamicsEnsemble, log: dict[str, Any],
+                num_elites: int) -> DynamicsEnsemble:
+    """The `num_elites` members of a held-out fit with the lowest dyn_loss_heldout_i, in their
+    fitted order, as a new ensemble. `log` is rewritten to describe it: its per-member keys
+    (dyn_loss_i, dyn_loss_heldout_i, dyn_best_epoch_i) are renumbered to the kept members,
+    dyn_elite_index_i is kept member i's index among the fitted ones, dyn_fitted_members their
+    number and dyn_loss_heldout_dropped_min the lowest held-out loss of a dropped member."""
+    fitted = model.num_models
+    heldout = torch.tensor([log[f"dyn_loss_heldout_{i}"] for i in range(fitted)])
+    ranked = torch.argsort(heldout, stable=True).tolist()
+    kept = sorted(ranked[:num_elites])
+    per_member = [k for k in ("dyn_loss", "dyn_loss_heldout", "dyn_best_epoch")
+                  if f"{k}_0" in log]
+    values = {k: [log.pop(f"{k}_{i}") for i in range(fitted)] for k in per_member}
+    for j, i in enumerate(kept):
+        log[f"dyn_elite_index_{j}"] = i
+        log.update({f"{k}_{j}": values[k][i] for k in per_member})
+    log["dyn_fitted_members"] = fitted
+    log["dyn_loss_heldout_dropped_min"] = (float(heldout[ranked[num_elites:]].min())
+                                           if num_elites < fitted else math.nan)
+    return model.members_subset(kept)
 
 
 @torch.no_grad()

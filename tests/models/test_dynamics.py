@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
+from morel.config.fields import ConfigError
 from morel.config.files import config_from_dict
 from morel.core import seeding
 from morel.core.errors import MorelError
 from morel.models import batched
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble, save_ensemble
-from morel.models.fit import fit_dynamics
+from morel.models.fit import fit_dynamics, fit_or_load_ensemble
 
 
 def reference_predict(model: DynamicsEnsemble, e: int, s: torch.Tensor, a: torch.Tensor):
@@ -158,6 +159,37 @@ def test_held_out_fit_keeps_each_members_best_epoch_and_stops():
     plain = fit_dynamics(DynamicsEnsemble(3, 4, 2, (64, 64), seed=5),
                          noisy_fit_config(fit_epochs=3), data, False)
     assert set(plain) == {"fit_epochs", "dyn_loss_0", "dyn_loss_1", "dyn_loss_2"}
+
+
+def test_elites_are_the_members_with_the_lowest_held_out_loss():
+    """num_elites keeps the members ranked best on the held-out share, with their own weights
+    (the same predictions as in the fitted ensemble) and the log renumbered to them."""
+    s, a, s_next = linear_system(300)
+    s_next = s_next + 0.3 * torch.randn(s_next.shape, generator=torch.Generator().manual_seed(7))
+    data = {"s": s, "a": a, "s_next": s_next}
+    cfg = noisy_fit_config(num_models=5, num_elites=2, fit_holdout=0.3, fit_epochs=4)
+    full = DynamicsEnsemble(5, 4, 2, (64, 64), seed=5)
+    full_log = fit_dynamics(full, cfg, data, False)
+    model, log = fit_or_load_ensemble(cfg, data, 4, 2, torch.device("cpu"), progress=False)
+    held = [full_log[f"dyn_loss_heldout_{i}"] for i in range(5)]
+    expected = sorted(sorted(range(5), key=held.__getitem__)[:2])
+    assert model.num_models == 2 and log["dyn_fitted_members"] == 5
+    assert [log[f"dyn_elite_index_{j}"] for j in range(2)] == expected
+    assert max(log[f"dyn_loss_heldout_{j}"] for j in range(2)) <= \
+        log["dyn_loss_heldout_dropped_min"] == min(h for i, h in enumerate(held)
+                                                    if i not in expected)
+    for j, i in enumerate(expected):
+        assert log[f"dyn_loss_{j}"] == full_log[f"dyn_loss_{i}"]
+        assert log[f"dyn_loss_heldout_{j}"] == held[i]
+    assert "dyn_loss_2" not in log and "dyn_loss_heldout_2" not in log
+    torch.testing.assert_close(model.predict_all(s, a), full.predict_all(s, a)[expected],
+                               rtol=0, atol=0)
+    for key, value, message in (("fit_holdout", 0.0, "'num_elites' needs 'fit_holdout'"),
+                                ("num_elites", 6, r"'num_elites' \(6\) is more than")):
+        with pytest.raises(ConfigError, match=message):
+            fit_dynamics(DynamicsEnsemble(5, 4, 2, (8,)), noisy_fit_config(
+                **{"num_models": 5, "num_elites": 2, "fit_holdout": 0.3, key: value}), data,
+                False)
 
 
 def test_save_load_roundtrip_and_bad_files(tmp_path):

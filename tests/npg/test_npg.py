@@ -31,6 +31,23 @@ def test_kl_is_zero_at_itself_and_matches_torch():
                                atol=1e-6)
 
 
+def test_kl_does_not_depend_on_sample_order_or_buffer_offset():
+    """The same samples give the same float32 KL to the last bit, whatever their order or where
+    in memory they start (a float32 reduction's rounding follows both), and it matches float64."""
+    gen = torch.Generator().manual_seed(0)
+    mean_a, mean_b = torch.randn(20_001, 3, generator=gen), torch.randn(20_001, 3, generator=gen)
+    ls_a, ls_b = torch.randn(3, generator=gen) * 0.3, torch.randn(3, generator=gen) * 0.3
+    reference = gaussian_kl(mean_a, ls_a, mean_b, ls_b)
+    for _ in range(20):
+        order = torch.randperm(len(mean_a), generator=gen)
+        assert gaussian_kl(mean_a[order], ls_a, mean_b[order], ls_b) == reference
+    shifted = torch.empty(len(mean_a) * 3 + 1)[1:].view(-1, 3)
+    shifted.copy_(mean_a)
+    assert gaussian_kl(shifted, ls_a, mean_b, ls_b) == reference
+    in_float64 = gaussian_kl(mean_a.double(), ls_a.double(), mean_b.double(), ls_b.double())
+    torch.testing.assert_close(reference.double(), in_float64, rtol=1e-6, atol=0)
+
+
 def explicit_fisher(policy, obs):
     """F = E_s[J_s^T diag(1/sigma^2) J_s] for the mean, plus 2 I_(d) for log_std (float64)."""
     params = list(policy.parameters())

@@ -110,6 +110,14 @@ def test_learn_model_then_run_with_model_file(setup):
                       "--set", "fit_holdout=0.2", "--set", "fit_patience=2")
     assert held.returncode == 0, held.stderr
     assert "held-out loss" in held.stdout
+    elites = run_script("learn_model.py", "-c", config, "-o", root / "elites.pt",
+                        "--set", "fit_holdout=0.2", "--set", "num_elites=2")
+    assert elites.returncode == 0, elites.stderr
+    assert load_ensemble(str(root / "elites.pt"))[0].num_models == 2  # of the 3 fitted
+    too_many = run_script("learn_model.py", "-c", config, "-o", root / "many.pt",
+                          "--set", "fit_holdout=0.2", "--set", "num_elites=4")
+    assert too_many.returncode == 2 and "'num_elites' (4) is more than" in too_many.stderr
+    assert not (root / "many.pt").exists()
     no_share = run_script("learn_model.py", "-c", config, "-o", root / "none.pt",
                           "--set", "fit_patience=2")
     assert no_share.returncode == 2 and "'fit_patience' needs 'fit_holdout'" in no_share.stderr
