@@ -45,7 +45,8 @@ def main() -> None:
     model, log = fit_or_load_ensemble(cfg, data.tensors, env.obs_dim, env.act_dim, device,
                                       learn_reward=reward.reward_function is None)
     save_ensemble(model, str(output), ensemble_meta(cfg))
-    log.update(ensemble_statistics(model, data.tensors, cfg.pessimism_coef))
+    log.update(ensemble_statistics(model, data.tensors, cfg.pessimism_coef,
+                                   cfg.halt_quantile))
     print(model_table(log, model.num_models))
     print(f"saved {output} ({log['model_learning_time']:.1f} s)")
 

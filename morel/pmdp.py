@@ -3,7 +3,8 @@ batched model rollouts that halt where the members disagree.
 
 disagreement(s, a) = max over member pairs i < j of ||f_i(s, a) - f_j(s, a)||_2 (raw units);
 truncate_lim = max over the dataset of the disagreement / pessimism_coef, or None (no halting:
-naive model-based RL) when pessimism_coef is None or 0.
+naive model-based RL) when pessimism_coef is None or 0; with halt_quantile q (ours) the
+dataset's q-quantile of the disagreement takes the place of its max.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP
 
 
-def truncate_limit(disagreement: torch.Tensor, pessimism_coef: float | None) -> float | None:
-    """The halting threshold: max disagreement / pessimism_coef; None when the coef is None/0."""
+def truncate_limit(disagreement: torch.Tensor, pessimism_coef: float | None,
+                   quantile: float | None = None) -> float | None:
+    """The halting threshold from the dataset's disagreement [M]: its max (or its `quantile`)
+    / pessimism_coef; None when the coef is None/0."""
     if not pessimism_coef:
         return None
-    return float(disagreement.max()) / pessimism_coef
+    return quantile_value(disagreement, quantile or 1.0) / pessimism_coef
+
+
+def quantile_value(values: torch.Tensor, q: float) -> float:
+    """The q-quantile of values [M] as the ceil(q M)-th smallest (torch.quantile caps the input
+    size); q = 1 gives the max."""
+    return float(values.kthvalue(max(1, math.ceil(q * len(values)))).values)
 
 
 @dataclass(frozen=True)
@@ -158,17 +167,17 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
 
 
 def ensemble_statistics(model: DynamicsEnsemble, data: dict[str, torch.Tensor],
-                        pessimism_coef: float | None) -> dict[str, Any]:
+                        pessimism_coef: float | None,
+                        halt_quantile: float | None = None) -> dict[str, Any]:
     """One pass of the ensemble over the dataset: dyn_loss_gen_i (member i's next-state MSE, raw
     units), the disagreement's max / mean / 99th percentile, truncate_lim (None without
-    pessimism) and halt_frac_data (share of dataset pairs over truncate_lim)."""
+    pessimism; `truncate_limit`) and halt_frac_data (share of dataset pairs over it)."""
     mse, disagreement = model.dataset_statistics(data["s"], data["a"], data["s_next"])
-    limit = truncate_limit(disagreement, pessimism_coef)
+    limit = truncate_limit(disagreement, pessimism_coef, halt_quantile)
     stats: dict[str, Any] = {f"dyn_loss_gen_{i}": v for i, v in enumerate(mse.tolist())}
-    k99 = max(1, math.ceil(0.99 * len(disagreement)))  # torch.quantile caps the input size
     stats.update(disagreement_max=float(disagreement.max()),
                  disagreement_mean=float(disagreement.mean()),
-                 disagreement_p99=float(disagreement.kthvalue(k99).values), truncate_lim=limit,
+                 disagreement_p99=quantile_value(disagreement, 0.99), truncate_lim=limit,
                  halt_frac_data=(math.nan if limit is None
                                  else float((disagreement > limit).float().mean())))
     return stats

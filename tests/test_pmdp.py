@@ -68,6 +68,15 @@ def test_ensemble_statistics_and_table():
         {**stats, **held}, 3)
     naive = ensemble_statistics(model, data, None)
     assert naive["truncate_lim"] is None and "none (naive)" in model_table(naive, 3)
+    # halt_quantile: the q-quantile of the data's disagreement replaces its max
+    ranked = torch.sort(dis).values
+    quantile = ensemble_statistics(model, data, 1.0, halt_quantile=0.9)
+    assert quantile["truncate_lim"] == float(ranked[899])
+    assert quantile["halt_frac_data"] == pytest.approx(0.1)  # the 100 pairs above the p90
+    assert ensemble_statistics(model, data, 0.5, halt_quantile=0.9)["truncate_lim"] == \
+        pytest.approx(2 * float(ranked[899]))
+    assert ensemble_statistics(model, data, 2.0, halt_quantile=1.0)["truncate_lim"] == \
+        stats["truncate_lim"]
 
 
 def drift_ensemble(gain: float = 0.1) -> DynamicsEnsemble:

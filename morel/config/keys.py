@@ -33,7 +33,7 @@ GROUPS = {
         "dynamics ensemble": ("num_models", "model_file", "hidden_size", "activation", "fit_lr",
                               "fit_wd", "fit_mb_size", "fit_epochs", "max_steps", "fit_holdout",
                               "fit_patience", "num_elites", "refresh_fit", "clip_actions"),
-        "pessimistic MDP": ("pessimism_coef", "truncate_reward", "halt_terminates",
+        "pessimistic MDP": ("pessimism_coef", "halt_quantile", "truncate_reward", "halt_terminates",
                             "halt_penalty", "update_paths", "horizon", "start_state",
                             "buffer_frac"),
         "policy and NPG": ("bc_init", "bc_init_std", "bc_epochs", "bc_normalize", "bc_holdout",

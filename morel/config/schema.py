@@ -186,6 +186,12 @@ class MorelConfig(CommonKeys):
         metadata=doc("threshold = max dataset disagreement / this; None or 0: no halting",
                      lambda v: v is None or v >= 0, "must be >= 0 or None"),
     )
+    halt_quantile: float | None = field(
+        default=None,
+        metadata=doc("threshold = this quantile of the dataset disagreement / pessimism_coef "
+                     "(ours; None: the max, the original)",
+                     lambda v: v is None or 0 < v <= 1, "must be in (0, 1] or None"),
+    )
     truncate_reward: float = field(default=0.0, metadata=doc("reward added at a halt"))
     halt_terminates: bool = field(
         default=False,

@@ -130,7 +130,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
                                                 reward.reward_function is None, progress)
         clear_run_files(job, old_run_files)
         save_ensemble(model, str(job / "models.pt"), ensemble_meta(cfg))
-    model_stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef)
+    model_stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef,
+                                      cfg.halt_quantile)
     truncate_lim = model_stats.pop("truncate_lim")
     log = DataLog()
     if not resume:

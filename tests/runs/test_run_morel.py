@@ -111,9 +111,13 @@ def test_learn_model_then_run_with_model_file(setup):
     assert held.returncode == 0, held.stderr
     assert "held-out loss" in held.stdout
     elites = run_script("learn_model.py", "-c", config, "-o", root / "elites.pt",
-                        "--set", "fit_holdout=0.2", "--set", "num_elites=2")
+                        "--set", "fit_holdout=0.2", "--set", "num_elites=2",
+                        "--set", "halt_quantile=0.5")
     assert elites.returncode == 0, elites.stderr
     assert load_ensemble(str(root / "elites.pt"))[0].num_models == 2  # of the 3 fitted
+    share = next(line for line in elites.stdout.splitlines()
+                 if line.startswith("share of data pairs over truncate_lim"))
+    assert float(share.split()[-1]) == pytest.approx(0.5, abs=0.01)  # limit: the median
     too_many = run_script("learn_model.py", "-c", config, "-o", root / "many.pt",
                           "--set", "fit_holdout=0.2", "--set", "num_elites=4")
     assert too_many.returncode == 2 and "'num_elites' (4) is more than" in too_many.stderr
