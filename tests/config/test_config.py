@@ -284,8 +284,8 @@ def test_full_configs_keep_the_quick_configs_choices_at_the_hopper_sizes(env):
     full = load_config(ROOT / "configs" / f"{env}_v5_morel.txt")
     quick = load_config(ROOT / "configs" / f"{env}_v5_quick.txt")
     hopper = load_config(ROOT / "configs" / "hopper_v5_morel.txt")
-    per_env = ("env_name", "reward_file", "pessimism_coef", "gamma", "halt_terminates",
-               "act_repeat")
+    per_env = ("env_name", "reward_file", "pessimism_coef", "halt_quantile", "gamma",
+               "halt_terminates", "act_repeat", "clip_actions")
     assert [getattr(full, k) for k in per_env] == [getattr(quick, k) for k in per_env]
     sizes = ("hidden_size", "fit_mb_size", "fit_epochs", "num_iter", "update_paths", "horizon",
              "npg_hp", "num_models")
