@@ -25,9 +25,9 @@ def gaussian_kl(old_mean: torch.Tensor, old_log_std: torch.Tensor, new_mean: tor
 
     KL = sum_d [ ((mu_old - mu_new)^2 + s_old^2 - s_new^2) / (2 s_new^2 + 1e-8)
                  + log s_new - log s_old ]   (mjrl's form, with its 1e-8).
-    The per-sample terms are summed in float64: a float32 sum's rounding depends on the
-    vectorised summation order, which can follow the buffers' memory alignment, so the same
-    inputs could give KLs that differ in the last bits from one process to the next.
+    The per-sample terms are summed in float64: a float32 sum's rounding depends on the order
+    and blocking of the vectorised summation, so the same samples could give KLs that differ
+    in the last bits (the sample order alone changes them).
     """
     old_var, new_var = torch.exp(2 * old_log_std), torch.exp(2 * new_log_std)
     kl = ((old_mean - new_mean) ** 2 + old_var - new_var) / (2 * new_var + 1e-8) \
