@@ -45,7 +45,7 @@ from reference import (
 )
 from tabulate import tabulate
 
-from morel.core.floats import flush_subnormals
+from morel.core.floats import fix_mkl_thread_count, flush_subnormals
 from morel.envs.reward_files import load_reward_file
 from morel.envs.sampling import (
     ActionMode,
@@ -441,6 +441,7 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda: CUDA is not available on this machine")
+    fix_mkl_thread_count()
     flush = not args.keep_subnormals and flush_subnormals()
     started = time.perf_counter()
     peak = matmul_peak(device, args.quick)

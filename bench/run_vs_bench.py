@@ -23,7 +23,7 @@ from scaling import DEFAULTS, run_point
 from tabulate import tabulate
 
 from morel.core.errors import MorelError
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.runs.jobdir import read_job_data
 from morel.runs.logger import DataLog
 
@@ -54,7 +54,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("job", type=Path, help="run_morel.py job directory")
     args = p.parse_args()
-    flush_subnormals()
+    reproducible_cpu_math()
     try:
         config, run = run_medians(args.job)
     except MorelError as err:

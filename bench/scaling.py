@@ -43,7 +43,7 @@ from run_all import (
 )
 from tabulate import tabulate
 
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.envs.reward_files import load_reward_file
 from morel.envs.sampling import episode_returns, mean_action_fn
 from morel.envs.wrapper import make_vector_env
@@ -137,7 +137,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child process output
     p.add_argument("--markdown", default=None, help="also write the table as Markdown here")
     args = p.parse_args()
-    flush_subnormals()
+    reproducible_cpu_math()
     if args.point is not None and args.json:
         print(json.dumps(measure(parse_point(args.point))))
         return

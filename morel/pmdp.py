@@ -76,7 +76,7 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
                   termination_fn: RewardFn | None, timing: str = "next",
                   act_repeat: int = 1, generator: torch.Generator | None = None,
                   action_box: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  mean_action: bool = False) -> Rollouts:
+                  mean_action: bool = False, member_per_step: bool = False) -> Rollouts:
     """Roll every start state [N, obs_dim] through every member: P = E * N paths (member-major).
 
     Each step runs ONE ensemble forward on the live paths' (s, a): member e's prediction advances
@@ -86,7 +86,9 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     termination function see the actions clipped to it, as the env would execute them, while
     the paths keep the sampled actions (the policy's likelihood is of those). With
     `mean_action` the actions are the policy mean (no noise is drawn): the deterministic
-    policy that the real env evaluates. A path ends at
+    policy that the real env evaluates. With `member_per_step` each step of each path takes the
+    prediction of a member drawn uniformly from `generator` (the MBPO/MOPO rollout) instead of
+    its own member's. A path ends at
     its first done step (termination function, kept), or, after the first step whose
     disagreement exceeds truncate_lim (not counted on the step that ends the path), at length
     max(min_halt_length, t + 1). Paths the termination function ends before
@@ -94,6 +96,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     compute (the live set is compacted each step).
     """
     dev, num_models = start_states.device, model.num_models
+    if member_per_step and generator is None:
+        raise ValueError("member_per_step draws its members from a generator: pass one")
     n_start, obs_dim = start_states.shape
     num = num_models * n_start
     act_dim = policy.act_dim
@@ -116,7 +120,9 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
         executed = clip_to_box(actions, action_box)
         preds = model.predict_all(states, executed)  # [E, L, obs_dim]
         rows = torch.arange(len(live), device=dev)
-        next_states = preds[member[live], rows].clamp(-rules.bound, rules.bound)
+        members = (torch.randint(num_models, (len(live),), generator=generator).to(dev)
+                   if member_per_step else member[live])
+        next_states = preds[members, rows].clamp(-rules.bound, rules.bound)
         obs_buf[live, t], act_buf[live, t], next_buf[live, t] = states, actions, next_states
         done = torch.zeros(len(live), dtype=torch.bool, device=dev)
         if termination_fn is not None:

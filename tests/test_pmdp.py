@@ -276,3 +276,33 @@ def test_mean_action_paths_follow_the_policy_mean_and_draw_no_noise(hopper_rewar
     noisy = pmdp_rollouts(model, policy, data[:4], 20, rules, funcs.reward_function,
                           funcs.termination_function, "next", generator=gen)
     assert not torch.allclose(noisy.batch.observations[:, 1], fast.batch.observations[:, 1])
+
+
+def test_member_per_step_takes_each_step_from_the_drawn_member():
+    """member_per_step: every step's next state is the prediction of the member the generator
+    draws for that path and step (replayed here from the same seed); the path mode never mixes."""
+    starts = torch.tensor([[0.5, 0.0], [-1.0, 2.0], [2.0, -1.0]])
+    model, gain, horizon = drift_ensemble(0.1), 0.1, 12
+    out = pmdp_rollouts(model, still_policy(), starts, horizon, HaltRules(None), zero_reward,
+                        None, generator=torch.Generator().manual_seed(7), mean_action=True,
+                        member_per_step=True)
+    replay = torch.Generator().manual_seed(7)
+    x = starts[:, 0].repeat(2)
+    drawn = []
+    for t in range(horizon):
+        torch.testing.assert_close(out.batch.observations[:, t, 0], x)
+        members = torch.randint(2, (6,), generator=replay)
+        drawn.append(members)
+        x = torch.where(members == 0, x + 1, (1 + gain) * x + 1)
+    torch.testing.assert_close(out.next_observations[:, -1, 0], x)
+    share = torch.stack(drawn).float().mean()
+    assert 0.2 < share < 0.8  # both members advance the paths
+    torch.testing.assert_close(out.batch.observations[:, :, 1], starts[:, 1].repeat(2)[:, None]
+                               .expand(6, horizon))
+    by_path = pmdp_rollouts(model, still_policy(), starts, horizon, HaltRules(None),
+                            zero_reward, None, mean_action=True)
+    torch.testing.assert_close(by_path.batch.observations[:3, 1:, 0] - 1,
+                               by_path.batch.observations[:3, :-1, 0])
+    with pytest.raises(ValueError, match="generator"):
+        pmdp_rollouts(model, still_policy(), starts, horizon, HaltRules(None), zero_reward,
+                      None, member_per_step=True)

@@ -241,6 +241,11 @@ class MorelConfig(CommonKeys):
         metadata=doc("share of buffer states for start_state='buffer'",
                      lambda v: v is None or 0 <= v <= 1, "must be in [0, 1] or None"),
     )
+    rollout_member: Literal["path", "step"] = field(
+        default="path",
+        metadata=doc("'path': each model path follows one member (the original); 'step': each "
+                     "step takes a member drawn at random (ours, as MBPO and MOPO roll)"),
+    )
     horizon: int = field(default=1_000_000,
                          metadata=count("model rollout length (clipped to env horizon)",
                                          10**7))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 
 
 class MorelError(Exception):
@@ -27,9 +27,9 @@ def check_finite(where: str, *tensors: torch.Tensor) -> None:
 
 
 def run_cli(main: Callable[[], None]) -> None:
-    """Run a script's `main` with subnormal floats flushed (morel.core.floats); a MorelError prints
-    `error: ...` on stderr and exits with code 2."""
-    flush_subnormals()
+    """Run a script's `main` with subnormal floats flushed and MKL's thread count fixed
+    (morel.core.floats); a MorelError prints `error: ...` on stderr and exits with code 2."""
+    reproducible_cpu_math()
     try:
         main()
     except MorelError as err:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from morel.core.errors import MorelError
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.core.seeding import Stream, stream
 from morel.data.datasets import Dataset
 from morel.envs.sampling import ActionMode, collect_episodes, gaussian_action_fn, uniform_action_fn
@@ -20,7 +20,7 @@ def collect_dataset(env_name: str, policy: str, size: int, mode: str = "pure", s
                     progress: bool = True) -> Dataset:
     """Whole episodes, at least `size` steps, of `policy` (a policy file or 'random') on
     `env_name`, observations multiplied by `obs_mask` [obs_dim] (None: raw)."""
-    flush_subnormals()
+    reproducible_cpu_math()
     check_env_id(env_name)
     if size < 1 or num_envs < 1:
         raise MorelError("--size and --num_envs must be >= 1")

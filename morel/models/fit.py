@@ -12,7 +12,7 @@ import torch
 from morel.config.fields import ConfigError
 from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.core.holdout import holdout_split
 from morel.core.seeding import Stream, stream, torch_generator
 from morel.models.batched import BestMembers
@@ -30,7 +30,7 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
     reward units). With num_elites only that many members of the fit are kept (`keep_elites`),
     before the reward model is fitted.
     """
-    flush_subnormals()
+    reproducible_cpu_math()
     start = time.perf_counter()
     log: dict[str, Any] = {}
     if cfg.model_file:

@@ -15,7 +15,7 @@ import torch
 
 from morel.config.files import write_config_json
 from morel.config.schema import MorelConfig
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.core.seeding import Stream, stream, torch_generator
 from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.envs.scores import normalized_score
@@ -34,7 +34,7 @@ def run_bc(cfg: MorelConfig, job: Path, device: torch.device, episodes: int = 10
     """Clone the dataset into a policy, score it on `episodes` episodes, write the job directory
     (job_data.json, logs/log.pickle + log.csv, policy_final.pt; tensorboard/ with
     cfg.tensorboard); returns the mean return."""
-    flush_subnormals()
+    reproducible_cpu_math()
     check_env_id(cfg.env_name)
     check_tensorboard(cfg.tensorboard, cfg.source)
     probe = make_env(cfg.env_name, cfg.act_repeat)

@@ -25,7 +25,7 @@ from morel.config.fields import ConfigError
 from morel.config.files import write_config_json
 from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.core.seeding import Stream, stream, torch_generator
 from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.envs.reward_files import RewardFile
@@ -98,7 +98,7 @@ def all_paths_ended_error(iteration: int, job: Path, min_length: int,
 def run_morel(cfg: MorelConfig, job: Path, device: torch.device, include: str | None = None,
               resume: bool = False, force: bool = False, progress: bool = True) -> float:
     """Run (or resume) MOReL for `cfg` into job directory `job`; returns the best score."""
-    flush_subnormals()
+    reproducible_cpu_math()
     check_env_id(cfg.env_name)
     check_tensorboard(cfg.tensorboard, cfg.source)
     if cfg.bc_init_std and not cfg.bc_init:
@@ -186,7 +186,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         starts = start_states(cfg, data, gen)
         rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
                                  reward.termination_function, cfg.reward_timing,
-                                 reward_scale, gen, action_box)
+                                 reward_scale, gen, action_box,
+                                 member_per_step=cfg.rollout_member == "step")
         if rollouts.batch.num_samples == 0:
             raise all_paths_ended_error(it, job, rules.min_length, loop.log.current())
         time_sampling = time.perf_counter() - t_start
@@ -195,7 +196,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
         mean_paths = pmdp_rollouts(model, policy, starts[:MEAN_ACTION_STARTS], horizon, rules,
                                    reward_fn, reward.termination_function, cfg.reward_timing,
-                                   reward_scale, None, action_box, mean_action=True)
+                                   reward_scale, gen, action_box, mean_action=True,
+                                   member_per_step=cfg.rollout_member == "step")
         t_eval = time.perf_counter()
         eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
                       if eval_env is not None else math.nan)

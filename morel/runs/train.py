@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from morel.config.files import write_config_json
 from morel.config.train import PolicyTrainConfig
-from morel.core.floats import flush_subnormals
+from morel.core.floats import reproducible_cpu_math
 from morel.core.seeding import Stream, stream, torch_generator
 from morel.data.datasets import Dataset, save_dataset
 from morel.envs.sampling import ActionMode, collect_episodes, gaussian_action_fn
@@ -48,7 +48,7 @@ def save_samples(job: Path, it: int, paths: list[dict[str, Any]], cfg: PolicyTra
 def train_policy(cfg: PolicyTrainConfig, job: Path, device: torch.device, resume: bool = False,
                  force: bool = False, keep_samples: bool = False) -> float:
     """Train (or resume) a policy for `cfg` into job directory `job`; returns the best score."""
-    flush_subnormals()
+    reproducible_cpu_math()
     check_env_id(cfg.env_name)
     check_tensorboard(cfg.tensorboard, cfg.source)
     with job_lock(job):

@@ -137,6 +137,14 @@ def test_learn_model_then_run_with_model_file(setup):
     run = run_script("run_morel.py", "--config", loaded, "--output", root / "loaded")
     assert run.returncode == 0, run.stderr
     assert read_job_log(root / "loaded")["fit_epochs"] == [0]
+    # per-step members: the same model, BC start and start states, other model paths
+    step = run_script("run_morel.py", "--config", loaded, "--output", root / "step",
+                      "--set", "rollout_member=step")
+    assert step.returncode == 0, step.stderr
+    path_log, step_log = read_job_log(root / "loaded"), read_job_log(root / "step")
+    assert step_log["bc_loss_after"] == path_log["bc_loss_after"]
+    assert json.loads((root / "step" / "job_data.json").read_text())["rollout_member"] == "step"
+    assert step_log["train_score"] != path_log["train_score"]
 
 
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
