@@ -40,12 +40,15 @@ def quantile_value(values: torch.Tensor, q: float) -> float:
 
 @dataclass(frozen=True)
 class HaltRules:
-    """How model paths end (the original's post-processing, applied while rolling).
+    """How model paths end (the original's post-processing, applied while rolling) and what
+    their uncertainty costs.
 
     truncate_lim: halt threshold on the disagreement (None: never halt, naive MBRL);
     halt_reward: added to the last reward of a halted path (the original's truncate_reward);
     halt_terminates: halted paths are terminal (bootstrap 0; the paper's absorbing HALT) instead
-    of the original's behaviour, where no path is terminal once the halting pass runs.
+    of the original's behaviour, where no path is terminal once the halting pass runs;
+    disagreement_cost: reward subtracted per unit of disagreement at every step (ours, a
+    MOPO-style soft penalty beside the hard halt; 0: none, the original).
     """
 
     truncate_lim: float | None
@@ -54,6 +57,7 @@ class HaltRules:
     min_length: int = 5  # paths the termination function ends earlier are dropped
     min_halt_length: int = 4  # a halted path keeps at least this many steps
     bound: float = 100.0  # states and actions are clamped to +-bound
+    disagreement_cost: float = 0.0
 
 
 @dataclass
@@ -76,7 +80,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
                   termination_fn: RewardFn | None, timing: str = "next",
                   act_repeat: int = 1, generator: torch.Generator | None = None,
                   action_box: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  mean_action: bool = False, member_per_step: bool = False) -> Rollouts:
+                  mean_action: bool = False, member_per_step: bool = False,
+                  state_noise: torch.Tensor | None = None) -> Rollouts:
     """Roll every start state [N, obs_dim] through every member: P = E * N paths (member-major).
 
     Each step runs ONE ensemble forward on the live paths' (s, a): member e's prediction advances
@@ -88,16 +93,19 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     `mean_action` the actions are the policy mean (no noise is drawn): the deterministic
     policy that the real env evaluates. With `member_per_step` each step of each path takes the
     prediction of a member drawn uniformly from `generator` (the MBPO/MOPO rollout) instead of
-    its own member's. A path ends at
+    its own member's. With `state_noise` ([obs_dim] standard deviations, raw units) each
+    predicted next state gets that Gaussian noise (drawn from `generator` after the actions):
+    a stochastic model whose paths the policy must be robust to. A path ends at
     its first done step (termination function, kept), or, after the first step whose
     disagreement exceeds truncate_lim (not counted on the step that ends the path), at length
     max(min_halt_length, t + 1). Paths the termination function ends before
-    min_length steps are dropped. Rewards are reward_fn * act_repeat; finished paths stop costing
+    min_length steps are dropped. Rewards are reward_fn * act_repeat, less
+    rules.disagreement_cost times each step's disagreement; finished paths stop costing
     compute (the live set is compacted each step).
     """
     dev, num_models = start_states.device, model.num_models
-    if member_per_step and generator is None:
-        raise ValueError("member_per_step draws its members from a generator: pass one")
+    if (member_per_step or state_noise is not None) and generator is None:
+        raise ValueError("member_per_step and state_noise draw from a generator: pass one")
     n_start, obs_dim = start_states.shape
     num = num_models * n_start
     act_dim = policy.act_dim
@@ -112,6 +120,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     states = start_states.repeat(num_models, 1)
     std = torch.exp(policy.log_std)
     halt_on = rules.truncate_lim is not None and num_models > 1
+    cost_on = rules.disagreement_cost != 0 and num_models > 1
+    cost_buf = torch.zeros(num, horizon, device=dev) if cost_on else None
     for t in range(horizon):
         actions = policy(states)
         if not mean_action:
@@ -122,7 +132,11 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
         rows = torch.arange(len(live), device=dev)
         members = (torch.randint(num_models, (len(live),), generator=generator).to(dev)
                    if member_per_step else member[live])
-        next_states = preds[members, rows].clamp(-rules.bound, rules.bound)
+        next_states = preds[members, rows]
+        if state_noise is not None:
+            next_states = next_states + state_noise * torch.randn(
+                len(live), obs_dim, generator=generator).to(dev)
+        next_states = next_states.clamp(-rules.bound, rules.bound)
         obs_buf[live, t], act_buf[live, t], next_buf[live, t] = states, actions, next_states
         done = torch.zeros(len(live), dtype=torch.bool, device=dev)
         if termination_fn is not None:
@@ -130,9 +144,12 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
                     "next_observations": next_states[:, None]}
             done = torch.as_tensor(termination_fn(step, timing), device=dev)[:, 0]
         stop = done.clone()
+        disagreement = max_pairwise_distance(preds) if halt_on or cost_on else None
+        if cost_on:
+            cost_buf[live, t] = disagreement
         if halt_on:
             # the original checks steps 0..T-2 of a path: not the step that ends it
-            over = (max_pairwise_distance(preds) > rules.truncate_lim) & ~done
+            over = (disagreement > rules.truncate_lim) & ~done
             if t == horizon - 1:
                 over[:] = False
             first = over & (violated[live] < 0)
@@ -156,6 +173,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
              "next_observations": next_buf}
     rewards = torch.as_tensor(reward_fn(paths, timing), dtype=torch.float32, device=dev)
     rewards = rewards * act_repeat * mask
+    if cost_on:
+        rewards = rewards - rules.disagreement_cost * cost_buf * mask
     last = (length - 1).clamp(min=0)
     rewards[torch.arange(num, device=dev), last] += rules.halt_reward * halted.float()
     if halt_on:
@@ -177,15 +196,19 @@ def ensemble_statistics(model: DynamicsEnsemble, data: dict[str, torch.Tensor],
                         halt_quantile: float | None = None) -> dict[str, Any]:
     """One pass of the ensemble over the dataset: dyn_loss_gen_i (member i's next-state MSE, raw
     units), the disagreement's max / mean / 99th percentile, truncate_lim (None without
-    pessimism; `truncate_limit`) and halt_frac_data (share of dataset pairs over it)."""
-    mse, disagreement = model.dataset_statistics(data["s"], data["a"], data["s_next"])
+    pessimism; `truncate_limit`), halt_frac_data (share of dataset pairs over it) and
+    error_std (a tensor [obs_dim], not a log value: the members' root mean squared one-step
+    error per state dimension, the scale of `model_noise`)."""
+    sq_error, disagreement = model.dataset_statistics(data["s"], data["a"], data["s_next"])
     limit = truncate_limit(disagreement, pessimism_coef, halt_quantile)
+    mse = sq_error.mean(-1)
     stats: dict[str, Any] = {f"dyn_loss_gen_{i}": v for i, v in enumerate(mse.tolist())}
     stats.update(disagreement_max=float(disagreement.max()),
                  disagreement_mean=float(disagreement.mean()),
                  disagreement_p99=quantile_value(disagreement, 0.99), truncate_lim=limit,
                  halt_frac_data=(math.nan if limit is None
-                                 else float((disagreement > limit).float().mean())))
+                                 else float((disagreement > limit).float().mean())),
+                 error_std=sq_error.mean(0).sqrt())
     return stats
 
 

@@ -45,7 +45,7 @@ def test_dataset_statistics_in_one_batched_pass_and_threshold():
     preds = model.predict_all(s, a).double()
     torch.testing.assert_close(full.double(), reference_disagreement(preds), rtol=1e-5,
                                atol=1e-6)
-    torch.testing.assert_close(mse.double(), ((preds - s_next.double()) ** 2).mean((1, 2)),
+    torch.testing.assert_close(mse.double(), ((preds - s_next.double()) ** 2).mean(1),
                                rtol=1e-5, atol=1e-6)
     assert truncate_limit(full, 0.5) == pytest.approx(2 * float(full.max()))
     assert truncate_limit(full, None) is None and truncate_limit(full, 0.0) is None
@@ -77,6 +77,10 @@ def test_ensemble_statistics_and_table():
         pytest.approx(2 * float(ranked[899]))
     assert ensemble_statistics(model, data, 2.0, halt_quantile=1.0)["truncate_lim"] == \
         stats["truncate_lim"]
+    # error_std: root mean squared one-step error per state dimension, over members and data
+    preds = model.predict_all(data["s"], data["a"]).double()
+    expected = ((preds - data["s_next"].double()) ** 2).mean((0, 1)).sqrt()
+    torch.testing.assert_close(stats["error_std"].double(), expected, rtol=1e-5, atol=1e-7)
 
 
 def drift_ensemble(gain: float = 0.1) -> DynamicsEnsemble:
@@ -306,3 +310,43 @@ def test_member_per_step_takes_each_step_from_the_drawn_member():
     with pytest.raises(ValueError, match="generator"):
         pmdp_rollouts(model, still_policy(), starts, horizon, HaltRules(None), zero_reward,
                       None, member_per_step=True)
+
+
+def test_state_noise_adds_the_drawn_gaussian_to_each_predicted_state():
+    """state_noise: each next state is the member's prediction plus state_noise * N(0, 1) drawn
+    after the actions (replayed here from the same seed; a still policy's mean action draws
+    none); a zero-noise dimension keeps the model's exact prediction."""
+    starts = torch.tensor([[0.5, 0.0], [-1.0, 2.0]])
+    model, gain, horizon = drift_ensemble(0.1), 0.1, 8
+    noise = torch.tensor([0.3, 0.0])
+    out = pmdp_rollouts(model, still_policy(), starts, horizon, HaltRules(None), zero_reward,
+                        None, generator=torch.Generator().manual_seed(3), mean_action=True,
+                        state_noise=noise)
+    replay = torch.Generator().manual_seed(3)
+    x = starts[:, 0].repeat(2)
+    for t in range(horizon):
+        torch.testing.assert_close(out.batch.observations[:, t, 0], x)
+        eps = torch.randn(4, 2, generator=replay)
+        x = torch.cat([x[:2] + 1, (1 + gain) * x[2:] + 1]) + 0.3 * eps[:, 0]
+    torch.testing.assert_close(out.next_observations[:, -1, 0], x)
+    torch.testing.assert_close(out.batch.observations[:, :, 1], starts[:, 1].repeat(2)[:, None]
+                               .expand(4, horizon))
+    with pytest.raises(ValueError, match="generator"):
+        pmdp_rollouts(model, still_policy(), starts, horizon, HaltRules(None), zero_reward,
+                      None, state_noise=noise)
+
+
+def test_disagreement_cost_is_taken_from_every_steps_reward():
+    """disagreement_cost c: each step pays c * disagreement at its own (s, a), here gain * |x|
+    on the drift ensemble's paths; halting is unchanged and c = 0 leaves the rewards alone."""
+    starts = torch.tensor([[0.5, 0.0], [-1.0, 2.0], [2.0, -1.0]])
+    model, gain = drift_ensemble(0.1), 0.1
+    plain = pmdp_rollouts(model, still_policy(), starts, 10, HaltRules(0.45), zero_reward, None)
+    costly = pmdp_rollouts(model, still_policy(), starts, 10,
+                           HaltRules(0.45, disagreement_cost=2.5), zero_reward, None)
+    torch.testing.assert_close(costly.batch.lengths, plain.batch.lengths)
+    assert torch.equal(plain.batch.rewards, plain.batch.mask)
+    expected = (1 - 2.5 * gain * costly.batch.observations[..., 0].abs()) * costly.batch.mask
+    torch.testing.assert_close(costly.batch.rewards, expected)
+    assert bool((costly.batch.rewards <= plain.batch.rewards).all())
+    assert float(costly.batch.rewards.sum()) < float(plain.batch.rewards.sum())

@@ -35,7 +35,7 @@ GROUPS = {
                               "fit_patience", "num_elites", "refresh_fit", "clip_actions"),
         "pessimistic MDP": ("pessimism_coef", "halt_quantile", "truncate_reward", "halt_terminates",
                             "halt_penalty", "update_paths", "horizon", "start_state",
-                            "buffer_frac", "rollout_member"),
+                            "buffer_frac", "rollout_member", "model_noise", "disagreement_penalty"),
         "policy and NPG": ("bc_init", "bc_init_std", "bc_epochs", "bc_normalize", "bc_holdout",
                            *POLICY),
         "value baseline": BASELINE,

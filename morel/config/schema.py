@@ -246,6 +246,20 @@ class MorelConfig(CommonKeys):
         metadata=doc("'path': each model path follows one member (the original); 'step': each "
                      "step takes a member drawn at random (ours, as MBPO and MOPO roll)"),
     )
+    disagreement_penalty: float = field(
+        default=0.0,
+        metadata=non_negative(
+            "model rewards lose this times disagreement / the dataset's max disagreement at "
+            "every step (ours, a MOPO-style soft penalty beside the halt; 0: none, the "
+            "original)"),
+    )
+    model_noise: float = field(
+        default=0.0,
+        metadata=non_negative(
+            "model paths add Gaussian noise of this many times the members' one-step error "
+            "std per state dimension (on the dataset, raw units) to each predicted next state "
+            "(ours; 0: the original's deterministic members)"),
+    )
     horizon: int = field(default=1_000_000,
                          metadata=count("model rollout length (clipped to env horizon)",
                                          10**7))

@@ -133,6 +133,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     model_stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef,
                                       cfg.halt_quantile)
     truncate_lim = model_stats.pop("truncate_lim")
+    error_std = model_stats.pop("error_std")
+    disagreement_max = model_stats["disagreement_max"]
     log = DataLog()
     if not resume:
         log.log_dict({"rollout_score": data.mean_return, "dataset_samples": data.num_samples,
@@ -166,10 +168,22 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     reward_fn = reward.reward_function or learned_reward_function(model)
     reward_scale = cfg.act_repeat if reward.reward_function else 1
     halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
-    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates)
+    # disagreement_penalty is per unit of the data's largest disagreement (none: one member)
+    cost = cfg.disagreement_penalty / disagreement_max if disagreement_max > 0 else 0.0
+    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates, disagreement_cost=cost)
     horizon = min(cfg.horizon, probe.horizon)
     action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
                         for b in probe.action_box) if cfg.clip_actions else None)
+    state_noise = cfg.model_noise * error_std if cfg.model_noise else None
+
+    def rollouts_from(starts: torch.Tensor, gen: torch.Generator,
+                      mean_action: bool = False) -> Rollouts:
+        return pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
+                             reward.termination_function, cfg.reward_timing, reward_scale, gen,
+                             action_box, mean_action=mean_action,
+                             member_per_step=cfg.rollout_member == "step",
+                             state_noise=state_noise)
+
     eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat, obs_mask)
                 if cfg.eval_rollouts else None)
     if cfg.bc_init and not resume:
@@ -184,20 +198,14 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         t_start = time.perf_counter()
         gen = torch_generator(stream(cfg.seed, Stream.ITERATION, it))
         starts = start_states(cfg, data, gen)
-        rollouts = pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
-                                 reward.termination_function, cfg.reward_timing,
-                                 reward_scale, gen, action_box,
-                                 member_per_step=cfg.rollout_member == "step")
+        rollouts = rollouts_from(starts, gen)
         if rollouts.batch.num_samples == 0:
             raise all_paths_ended_error(it, job, rules.min_length, loop.log.current())
         time_sampling = time.perf_counter() - t_start
         stats, rejection = agent.guarded_step(rollouts.batch, gen)
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
-        mean_paths = pmdp_rollouts(model, policy, starts[:MEAN_ACTION_STARTS], horizon, rules,
-                                   reward_fn, reward.termination_function, cfg.reward_timing,
-                                   reward_scale, gen, action_box, mean_action=True,
-                                   member_per_step=cfg.rollout_member == "step")
+        mean_paths = rollouts_from(starts[:MEAN_ACTION_STARTS], gen, mean_action=True)
         t_eval = time.perf_counter()
         eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
                       if eval_env is not None else math.nan)

@@ -145,6 +145,13 @@ def test_learn_model_then_run_with_model_file(setup):
     assert step_log["bc_loss_after"] == path_log["bc_loss_after"]
     assert json.loads((root / "step" / "job_data.json").read_text())["rollout_member"] == "step"
     assert step_log["train_score"] != path_log["train_score"]
+    # model noise: the same BC start, other (noisier) model paths
+    noisy = run_script("run_morel.py", "--config", loaded, "--output", root / "noisy",
+                       "--set", "model_noise=1.0")
+    assert noisy.returncode == 0, noisy.stderr
+    noisy_log = read_job_log(root / "noisy")
+    assert noisy_log["bc_loss_after"] == path_log["bc_loss_after"]
+    assert noisy_log["train_score"] != path_log["train_score"]
 
 
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
