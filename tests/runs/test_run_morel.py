@@ -152,6 +152,13 @@ def test_learn_model_then_run_with_model_file(setup):
     noisy_log = read_job_log(root / "noisy")
     assert noisy_log["bc_loss_after"] == path_log["bc_loss_after"]
     assert noisy_log["train_score"] != path_log["train_score"]
+    # disagreement penalty: iteration 0 rolls the same paths (it draws nothing) and pays for them
+    paid = run_script("run_morel.py", "--config", loaded, "--output", root / "paid",
+                      "--set", "disagreement_penalty=5.0")
+    assert paid.returncode == 0, paid.stderr
+    paid_log = read_job_log(root / "paid")
+    assert paid_log["mean_path_length"][0] == path_log["mean_path_length"][0]
+    assert paid_log["train_score"][0] < path_log["train_score"][0]
 
 
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
