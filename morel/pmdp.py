@@ -48,7 +48,9 @@ class HaltRules:
     halt_terminates: halted paths are terminal (bootstrap 0; the paper's absorbing HALT) instead
     of the original's behaviour, where no path is terminal once the halting pass runs;
     disagreement_cost: reward subtracted per unit of disagreement at every step (ours, a
-    MOPO-style soft penalty beside the hard halt; 0: none, the original).
+    MOPO-style soft penalty beside the hard halt; 0: none, the original);
+    halt_patience: a path halts once its disagreement has exceeded truncate_lim on this many
+    consecutive steps (ours; 1: the original, a single crossing halts).
     """
 
     truncate_lim: float | None
@@ -58,6 +60,7 @@ class HaltRules:
     min_halt_length: int = 4  # a halted path keeps at least this many steps
     bound: float = 100.0  # states and actions are clamped to +-bound
     disagreement_cost: float = 0.0
+    halt_patience: int = 1
 
 
 @dataclass
@@ -96,8 +99,9 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     its own member's. With `state_noise` ([obs_dim] standard deviations, raw units) each
     predicted next state gets that Gaussian noise (drawn from `generator` after the actions):
     a stochastic model whose paths the policy must be robust to. A path ends at
-    its first done step (termination function, kept), or, after the first step whose
-    disagreement exceeds truncate_lim (not counted on the step that ends the path), at length
+    its first done step (termination function, kept), or, after the first step t whose
+    disagreement exceeds truncate_lim (not counted on the step that ends the path) and, with
+    rules.halt_patience k, did so on each of the k - 1 steps before it, at length
     max(min_halt_length, t + 1). Paths the termination function ends before
     min_length steps are dropped. Rewards are reward_fn * act_repeat, less
     rules.disagreement_cost times each step's disagreement; finished paths stop costing
@@ -116,6 +120,7 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     length = torch.full((num,), horizon, dtype=torch.long, device=dev)
     env_done = torch.zeros(num, dtype=torch.bool, device=dev)
     violated = torch.full((num,), -1, dtype=torch.long, device=dev)  # first violation step
+    streak = torch.zeros(num, dtype=torch.long, device=dev)  # consecutive steps over the limit
     live = torch.arange(num, device=dev)
     states = start_states.repeat(num_models, 1)
     std = torch.exp(policy.log_std)
@@ -152,7 +157,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
             over = (disagreement > rules.truncate_lim) & ~done
             if t == horizon - 1:
                 over[:] = False
-            first = over & (violated[live] < 0)
+            streak[live] = (streak[live] + 1) * over
+            first = (streak[live] >= rules.halt_patience) & (violated[live] < 0)
             violated[live[first]] = t
             halting = (violated[live] >= 0) & ~done & (t + 1 >= rules.min_halt_length)
             length[live[halting]] = torch.clamp(violated[live[halting]] + 1,

@@ -350,3 +350,24 @@ def test_disagreement_cost_is_taken_from_every_steps_reward():
     torch.testing.assert_close(costly.batch.rewards, expected)
     assert bool((costly.batch.rewards <= plain.batch.rewards).all())
     assert float(costly.batch.rewards.sum()) < float(plain.batch.rewards.sum())
+
+
+def test_halt_patience_needs_that_many_consecutive_steps_over_the_limit():
+    """halt_patience k: a path halts at the k-th step of a run of consecutive steps whose
+    disagreement (gain * |x| on the drift ensemble) exceeds the limit; a shorter run, here a
+    crossing at the start that the path then leaves, does not halt it."""
+    starts = torch.tensor([[-5.3, 0.0], [0.0, 0.0]])
+    # |x| > 4.5 on member 0's x_t = -5.3 + t at t = 0 and t >= 10; from 0 at t >= 5.
+    # member 1 (x' = 1.1 x + 1) from -5.3: -5.3, -4.83, -4.31, ..., 3.41, 4.75, 6.23, 7.85 (over
+    # at t = 0, 1 and t >= 12); from 0: over at t >= 4. Paths are member-major.
+    expected = {1: [4, 6, 4, 5], 2: [12, 7, 4, 6], 3: [13, 8, 15, 7]}
+    for patience, lengths in expected.items():
+        out = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 20,
+                            HaltRules(0.45, halt_patience=patience), zero_reward, None)
+        assert out.batch.lengths.tolist() == lengths, patience
+        assert out.halted.all()
+    never = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 9,
+                          HaltRules(0.45, halt_patience=2), zero_reward, None)
+    # within 9 steps only member 1's first two steps from -5.3 and the paths from 0 run over
+    assert never.batch.lengths.tolist() == [9, 7, 4, 6]
+    assert never.halted.tolist() == [False, True, True, True]

@@ -202,6 +202,12 @@ class MorelConfig(CommonKeys):
         default=0.0,
         metadata=doc("extra reward at a halt when halt_terminates is True (the paper's -kappa)"),
     )
+    halt_patience: int = field(
+        default=1,
+        metadata=count("a model path halts once its disagreement has exceeded the threshold on "
+                       "this many consecutive steps (ours; 1: the original, one crossing "
+                       "halts)", 10**6),
+    )
     hidden_size: tuple[int, ...] = field(default=(64, 64),
                                          metadata=sizes("dynamics MLP hidden sizes"))
     activation: Literal["relu", "tanh"] = field(default="relu",
@@ -210,6 +216,12 @@ class MorelConfig(CommonKeys):
     fit_wd: float = field(default=0.0, metadata=non_negative("dynamics Adam weight decay"))
     fit_mb_size: int = field(default=256, metadata=count("dynamics minibatch size", 10**7))
     fit_epochs: int = field(default=25, metadata=count("dynamics training epochs", 10**6))
+    fit_horizon: int = field(
+        default=1,
+        metadata=count("dynamics loss over this many consecutive steps of each sampled "
+                       "dataset path, each member stepping on its own predictions (ours; 1: "
+                       "the original one-step loss)", 1000),
+    )
     fit_holdout: float = field(
         default=0.0,
         metadata=doc("share of the data held out of the dynamics fit; its loss per member is "

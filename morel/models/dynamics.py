@@ -79,15 +79,21 @@ class DynamicsEnsemble(BatchedMLP):
     def fit(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor, epochs: int,
             batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0,
             max_steps: float = math.inf, seed: int = 123, progress: bool = True,
-            after_epoch: Callable[[int], bool] | None = None) -> list[torch.Tensor]:
+            after_epoch: Callable[[int], bool] | None = None, horizon: int = 1,
+            follow: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Train all members together on transitions s, a, s_next [M, .] (same device as the
         model) with `fit_members` (member e's data order: stream DYNAMICS_ORDER, e; after_epoch:
         its early-stopping hook); returns the per-member mean minibatch loss of each epoch,
-        [E]."""
+        [E]. With horizon > 1 the loss is `rollout_loss` along `follow` [M] (each pair's
+        successor in its path, -1 at a path's end; default `successor_index(s, s_next)`)."""
         self.set_normalisation(s, a, s_next)
         optimizer = member_adam(self, lr, weight_decay)
+        if horizon > 1 and follow is None:
+            follow = successor_index(s, s_next)
 
         def member_loss(idx: torch.Tensor) -> torch.Tensor:
+            if horizon > 1:
+                return self.rollout_loss(s, a, s_next, follow, idx, horizon)
             return self.normalised_loss(s[idx], a[idx], s_next[idx])
 
         return fit_members(self, member_loss, len(s), batch_size, optimizer,
@@ -101,6 +107,33 @@ class DynamicsEnsemble(BatchedMLP):
         pred = self(self.normalised_inputs(s, a))
         target = (s_next - s - self.d_shift[:, None]) / (self.d_scale[:, None] + 1e-8)
         return ((pred - target) ** 2).mean(dim=(1, 2))
+
+    def rollout_loss(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,
+                     follow: torch.Tensor, idx: torch.Tensor, horizon: int) -> torch.Tensor:
+        """The multi-step training loss [E]: member e starts at the dataset states s[idx[e]]
+        (idx [E, B]) and steps on its own predictions with the dataset path's actions for up
+        to `horizon` steps; step k's term is the normalised residual MSE between the member's
+        prediction and the path's true next state from the member's k-step state (k = 0: the
+        one-step loss), gradients flowing through the earlier predictions. A step counts while
+        its pair is still in the same path (`follow` [M]: successor index, -1 at a path's
+        end); the loss is the mean over the counted (sample, step) terms."""
+        mask = self.residual_mask[:, None]
+        state, live = s[idx], torch.ones(idx.shape, dtype=torch.bool, device=idx.device)
+        total = torch.zeros(self.num_models, device=s.device)
+        count = torch.zeros(self.num_models, device=s.device)
+        for k in range(horizon):
+            out = self(self.normalised_inputs(state, a[idx]))
+            target = (s_next[idx] - state - self.d_shift[:, None]) / (self.d_scale[:, None] + 1e-8)
+            err = (((out - target) * mask) ** 2).mean(-1)  # [E, B]
+            total = total + (err * live).sum(1)
+            count = count + live.sum(1)
+            if k == horizon - 1:
+                break
+            state = state + mask * (out * (self.d_scale[:, None] + 1e-8) + self.d_shift[:, None])
+            nxt = follow[idx]
+            live = live & (nxt >= 0)
+            idx = nxt.clamp(min=0)
+        return total / count
 
     @torch.no_grad()
     def dataset_statistics(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor,
@@ -118,6 +151,24 @@ class DynamicsEnsemble(BatchedMLP):
             total += ((preds - s_next[chunk]) ** 2).sum(1)
             disagreement.append(max_pairwise_distance(preds))
         return total / len(s), torch.cat(disagreement)
+
+
+def successor_index(s: torch.Tensor, s_next: torch.Tensor,
+                    subset: torch.Tensor | None = None) -> torch.Tensor:
+    """[M] index of each pair's successor in its path (pair i + 1 when s[i + 1] equals
+    s_next[i] exactly, as in a dataset that stores its paths one after another), else -1.
+    With `subset` (indices [K] of the pairs kept, in any order) the result is [K]: positions
+    within the subset, -1 where the successor is not kept."""
+    follow = torch.full((len(s),), -1, dtype=torch.long, device=s.device)
+    same = (s[1:] == s_next[:-1]).all(dim=-1)
+    follow[:-1][same] = torch.arange(1, len(s), device=s.device)[same]
+    if subset is None:
+        return follow
+    subset = subset.to(s.device)
+    position = torch.full_like(follow, -1)
+    position[subset] = torch.arange(len(subset), device=s.device)
+    chosen = follow[subset]
+    return torch.where(chosen >= 0, position[chosen.clamp(min=0)], chosen)
 
 
 def max_pairwise_distance(predictions: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from morel.core.floats import reproducible_cpu_math
 from morel.core.holdout import holdout_split
 from morel.core.seeding import Stream, stream, torch_generator
 from morel.models.batched import BestMembers
-from morel.models.dynamics import DynamicsEnsemble
+from morel.models.dynamics import DynamicsEnsemble, successor_index
 from morel.models.files import load_ensemble
 from morel.models.reward import RewardEnsemble
 
@@ -68,11 +68,12 @@ def fit_or_load_ensemble(cfg: MorelConfig, data: dict[str, torch.Tensor], obs_di
 def fit_dynamics(model: DynamicsEnsemble, cfg: MorelConfig, data: dict[str, torch.Tensor],
                  progress: bool = True) -> dict[str, Any]:
     """Fit the ensemble on data['s', 'a', 's_next'] [M, .]; returns the log values fit_epochs and
-    dyn_loss_i (last epoch's training loss). With fit_holdout a random share of the samples
-    (stream DYNAMICS_HOLDOUT) is held out: dyn_loss_heldout_i is member i's loss on it (the
-    training loss's units), and with fit_patience each member keeps its weights of its best
-    held-out epoch (dyn_best_epoch_i) and the fit stops once no member improved for
-    fit_patience epochs."""
+    dyn_loss_i (last epoch's training loss; with fit_horizon > 1 the multi-step loss of
+    `DynamicsEnsemble.rollout_loss` along the dataset's paths). With fit_holdout a random
+    share of the samples (stream DYNAMICS_HOLDOUT) is held out: dyn_loss_heldout_i is member
+    i's one-step loss on it (the training loss's units), and with fit_patience each member
+    keeps its weights of its best held-out epoch (dyn_best_epoch_i) and the fit stops once no
+    member improved for fit_patience epochs."""
     source = cfg.source or "config"
     for key in ("fit_patience", "num_elites"):
         if getattr(cfg, key) and not cfg.fit_holdout:
@@ -88,6 +89,8 @@ def fit_dynamics(model: DynamicsEnsemble, cfg: MorelConfig, data: dict[str, torc
         held_data = [data[k][held.to(data[k].device)] for k in ("s", "a", "s_next")]
     fit_data = [data[k] if train is None else data[k][train.to(data[k].device)]
                 for k in ("s", "a", "s_next")]
+    follow = (successor_index(data["s"], data["s_next"], train) if cfg.fit_horizon > 1
+              else None)
     best = BestMembers(model) if held is not None and cfg.fit_patience else None
 
     def after_epoch(epoch: int) -> bool:
@@ -96,7 +99,8 @@ def fit_dynamics(model: DynamicsEnsemble, cfg: MorelConfig, data: dict[str, torc
 
     history = model.fit(*fit_data, cfg.fit_epochs, cfg.fit_mb_size, cfg.fit_lr, cfg.fit_wd,
                         cfg.max_steps, seed=cfg.seed, progress=progress,
-                        after_epoch=after_epoch if best is not None else None)
+                        after_epoch=after_epoch if best is not None else None,
+                        horizon=cfg.fit_horizon, follow=follow)
     check_fit(history[-1], "dynamics")
     log: dict[str, Any] = {"fit_epochs": len(history)}
     log.update({f"dyn_loss_{i}": loss for i, loss in enumerate(history[-1].tolist())})

@@ -170,7 +170,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
     # disagreement_penalty is per unit of the data's largest disagreement (none: one member)
     cost = cfg.disagreement_penalty / disagreement_max if disagreement_max > 0 else 0.0
-    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates, disagreement_cost=cost)
+    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates, disagreement_cost=cost,
+                      halt_patience=cfg.halt_patience)
     horizon = min(cfg.horizon, probe.horizon)
     action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
                         for b in probe.action_box) if cfg.clip_actions else None)

@@ -12,7 +12,7 @@ from morel.config.files import config_from_dict
 from morel.core import seeding
 from morel.core.errors import MorelError
 from morel.models import batched
-from morel.models.dynamics import DynamicsEnsemble
+from morel.models.dynamics import DynamicsEnsemble, successor_index
 from morel.models.files import load_ensemble, save_ensemble
 from morel.models.fit import fit_dynamics, fit_or_load_ensemble
 
@@ -89,6 +89,89 @@ def test_fit_recovers_a_linear_system():
                                torch.full((2, 500), 1.5))  # never-changing dim stays exact
 
 
+def linear_paths(num_paths, length, constant_dim=True, seed=0):
+    """Paths of the linear system of `linear_system` stored one after another (s[t + 1] is
+    s_next[t] inside a path), each from its own random start, with random actions."""
+    fixed = torch.Generator().manual_seed(1234)
+    a_mat = torch.randn(4, 4, generator=fixed) * 0.1
+    b_mat = torch.randn(2, 4, generator=fixed) * 0.2
+    gen = torch.Generator().manual_seed(seed)
+    states, actions, nexts = [], [], []
+    for _ in range(num_paths):
+        x = torch.randn(4, generator=gen)
+        if constant_dim:
+            x[2] = 1.5
+        for _ in range(length):
+            u = torch.rand(2, generator=gen) * 2 - 1
+            step = x @ a_mat + u @ b_mat
+            if constant_dim:
+                step[2] = 0.0
+            states.append(x)
+            actions.append(u)
+            nexts.append(x + step)
+            x = x + step
+    return torch.stack(states), torch.stack(actions), torch.stack(nexts)
+
+
+def test_successor_index_follows_stored_paths_and_a_subset():
+    s, _, s_next = linear_paths(3, 4)
+    assert successor_index(s, s_next).tolist() == [1, 2, 3, -1, 5, 6, 7, -1, 9, 10, 11, -1]
+    # kept pairs 5, 0, 1, 6, 11, 10: 5 -> 6 (position 3), 0 -> 1 (2), 1 -> 2 and 6 -> 7 not
+    # kept, 11 ends its path, 10 -> 11 (4)
+    subset = torch.tensor([5, 0, 1, 6, 11, 10])
+    assert successor_index(s, s_next, subset).tolist() == [3, 2, -1, -1, -1, 4]
+
+
+def test_rollout_loss_matches_a_float64_multi_step_recomputation():
+    """Member e steps on its own predictions along the path's actions; each step's term is the
+    normalised residual error against the path's true next state, averaged over the steps a
+    path still has; the constant dimension (residual scale 0) adds nothing."""
+    s, a, s_next = linear_paths(3, 6)
+    model = DynamicsEnsemble(2, 4, 2, (8,), seed=0)
+    model.set_normalisation(s, a, s_next)
+    follow = successor_index(s, s_next)
+    idx = torch.tensor([[0, 4, 9], [2, 5, 17]])  # pairs 5 and 17 end their paths
+    loss = model.rollout_loss(s, a, s_next, follow, idx, horizon=3)
+    mask = model.residual_mask.double()
+    for e in range(2):
+        terms = []
+        for start in idx[e].tolist():
+            state, j = s[start], start
+            for _ in range(3):
+                pred = reference_predict(model, e, state[None], a[j][None])[0]
+                scaled = (pred - s_next[j].double()) / (model.d_scale[e].double() + 1e-8)
+                terms.append(((scaled * mask[e]) ** 2).mean())
+                if follow[j] < 0:
+                    break
+                state, j = pred.float(), int(follow[j])
+        assert len(terms) == 3 + 2 + 3 if e == 0 else len(terms) == 3 + 1 + 1
+        torch.testing.assert_close(loss[e].double(), torch.stack(terms).mean(),
+                                   rtol=1e-4, atol=1e-7)
+    # without successors only step 0 counts: the one-step training loss
+    s, a, s_next = linear_paths(3, 6, constant_dim=False)
+    model.set_normalisation(s, a, s_next)
+    alone = model.rollout_loss(s, a, s_next, torch.full((len(s),), -1), idx, horizon=3)
+    torch.testing.assert_close(alone, model.normalised_loss(s[idx], a[idx], s_next[idx]))
+
+
+def test_multi_step_fit_without_successors_is_the_one_step_fit():
+    """A dataset of one-step paths gives the multi-step loss nothing to chain: the fit with
+    fit_horizon 3 equals the one-step fit weight for weight; with paths it differs."""
+    s, a, s_next = linear_paths(300, 1, constant_dim=False)
+    fits = []
+    for horizon in (1, 3):
+        model = DynamicsEnsemble(2, 4, 2, (16,), seed=0)
+        model.fit(s, a, s_next, epochs=2, batch_size=50, progress=False, horizon=horizon)
+        fits.append(model)
+    for w1, w3 in zip(fits[0].weights, fits[1].weights):
+        torch.testing.assert_close(w1, w3)
+    s, a, s_next = linear_paths(30, 10, constant_dim=False)
+    chained = [DynamicsEnsemble(2, 4, 2, (16,), seed=0) for _ in range(2)]
+    for model, horizon in zip(chained, (1, 3)):
+        model.fit(s, a, s_next, epochs=2, batch_size=50, progress=False, horizon=horizon)
+    assert not torch.allclose(chained[0].weights[0], chained[1].weights[0])
+
+
 def test_batched_fit_equals_fitting_each_member_alone(monkeypatch):
     s, a, s_next = linear_system(600)
     batched = DynamicsEnsemble(2, 4, 2, (16,), seed=3)
@@ -159,6 +242,30 @@ def test_held_out_fit_keeps_each_members_best_epoch_and_stops():
     plain = fit_dynamics(DynamicsEnsemble(3, 4, 2, (64, 64), seed=5),
                          noisy_fit_config(fit_epochs=3), data, False)
     assert set(plain) == {"fit_epochs", "dyn_loss_0", "dyn_loss_1", "dyn_loss_2"}
+
+
+def test_multi_step_fit_chains_only_training_pairs_of_one_path(monkeypatch):
+    """fit_horizon with fit_holdout: the successors handed to the fit index the training
+    pairs, and each one is the next pair of the same path."""
+    s, a, s_next = linear_paths(20, 15)
+    seen = {}
+    fit = DynamicsEnsemble.fit
+
+    def spy(self, s_fit, a_fit, next_fit, *args, **kwargs):
+        seen.update(s=s_fit, s_next=next_fit, **kwargs)
+        return fit(self, s_fit, a_fit, next_fit, *args, **kwargs)
+
+    monkeypatch.setattr(DynamicsEnsemble, "fit", spy)
+    log = fit_dynamics(DynamicsEnsemble(2, 4, 2, (16,), seed=0),
+                       noisy_fit_config(fit_holdout=0.2, fit_horizon=3, fit_epochs=2),
+                       {"s": s, "a": a, "s_next": s_next}, False)
+    assert math.isfinite(log["dyn_loss_0"]) and seen["horizon"] == 3
+    follow = seen["follow"]
+    assert len(follow) == len(seen["s"]) == 240  # 300 pairs, 60 held out
+    linked = follow >= 0
+    assert 100 < int(linked.sum()) < 240 - 20  # path ends and held-out successors unlinked
+    torch.testing.assert_close(seen["s"][follow[linked]], seen["s_next"][linked],
+                               rtol=0, atol=0)
 
 
 def test_elites_are_the_members_with_the_lowest_held_out_loss():

@@ -159,6 +159,15 @@ def test_learn_model_then_run_with_model_file(setup):
     paid_log = read_job_log(root / "paid")
     assert paid_log["mean_path_length"][0] == path_log["mean_path_length"][0]
     assert paid_log["train_score"][0] < path_log["train_score"][0]
+    # halt patience longer than any path: the same start, and iteration 0's paths never halt
+    patient = run_script("run_morel.py", "--config", loaded, "--output", root / "patient",
+                         "--set", "halt_patience=1000")
+    assert patient.returncode == 0, patient.stderr
+    patient_log = read_job_log(root / "patient")
+    assert patient_log["bc_loss_after"] == path_log["bc_loss_after"]
+    assert path_log["halt_frac"][0] > 0 and patient_log["halt_frac"][0] == 0
+    assert patient_log["mean_path_length"][0] > path_log["mean_path_length"][0]
+    assert json.loads((root / "patient" / "job_data.json").read_text())["halt_patience"] == 1000
 
 
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
