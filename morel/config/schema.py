@@ -74,6 +74,13 @@ class ConfigMethods:
         out.pop("source")
         return json.loads(json.dumps(out))
 
+    @classmethod
+    def default_dict(cls) -> dict[str, Any]:
+        """The keys that have a default, with it, in to_dict's form."""
+        out = {f.name: f.default for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+               if f.default is not dataclasses.MISSING and f.name != "source"}
+        return json.loads(json.dumps(out))
+
 
 @dataclass(frozen=True, kw_only=True)
 class CommonKeys(ConfigMethods):

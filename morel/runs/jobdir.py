@@ -36,9 +36,10 @@ CHECKPOINT_KEYS = ("iteration", "agent", "log", "best_score")
 RESUMABLE_CHANGES = {"num_iter", "save_freq", "print_freq", "device", "exp_notes", "tensorboard"}
 
 
-def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> None:
+def prepare_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool,
+                    defaults: dict[str, Any] | None = None) -> None:
     """Check `job` against the flags before any work; on a fresh start clear old run files."""
-    clear_run_files(job, check_job_dir(job, config, resume, force))
+    clear_run_files(job, check_job_dir(job, config, resume, force, defaults))
 
 
 def read_job_data(job: Path, fix: str) -> dict[str, Any]:
@@ -54,9 +55,11 @@ def read_job_data(job: Path, fix: str) -> dict[str, Any]:
     return data
 
 
-def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) -> list[str]:
+def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool,
+                  defaults: dict[str, Any] | None = None) -> list[str]:
     """Refuse what the flags do not allow (changes nothing); return the run files a fresh start
-    must clear (none when resuming)."""
+    must clear (none when resuming). A key that the run's job_data.json lacks (a run from
+    before the key existed) counts as its value in `defaults`, the config's defaults."""
     check_writable_path(job)
     data_file = job / "job_data.json"
     # a run killed before its first checkpoint: its config is written, no checkpoint, not finished
@@ -71,8 +74,9 @@ def check_job_dir(job: Path, config: dict[str, Any], resume: bool, force: bool) 
             raise MorelError(f"{job}: no run to resume (needs job_data.json and {CHECKPOINT}); "
                              "drop --resume to start a new run")
         old = read_job_data(job, "cannot resume; start again with --force")
+        before = {**(defaults or {}), **old}
         changed = sorted(k for k in config  # job_data.json also holds computed values
-                         if k not in RESUMABLE_CHANGES and old.get(k) != config[k])
+                         if k not in RESUMABLE_CHANGES and before.get(k) != config[k])
         if changed and not force:
             raise MorelError(f"{job}: config differs from the run's job_data.json in "
                              f"{', '.join(changed)}; resume with the same config or add --force")

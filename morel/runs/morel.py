@@ -118,7 +118,7 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     obs_dim, act_dim = data.tensors["s"].shape[1], data.tensors["a"].shape[1]
     obs_mask = data.obs_mask
     # an old run in `job` (with --force) is cleared only once the ensemble is fitted or loaded
-    old_run_files = check_job_dir(job, cfg.to_dict(), resume, force)
+    old_run_files = check_job_dir(job, cfg.to_dict(), resume, force, cfg.default_dict())
     if resume:
         model, _ = load_ensemble(str(job / "models.pt"), device)
         if (model.obs_dim, model.act_dim) != (obs_dim, act_dim):

@@ -52,7 +52,7 @@ def train_policy(cfg: PolicyTrainConfig, job: Path, device: torch.device, resume
     check_env_id(cfg.env_name)
     check_tensorboard(cfg.tensorboard, cfg.source)
     with job_lock(job):
-        prepare_job_dir(job, cfg.to_dict(), resume, force)
+        prepare_job_dir(job, cfg.to_dict(), resume, force, cfg.default_dict())
         return _train_in_job(cfg, job, device, resume, keep_samples)
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError
 from morel.runs.jobdir import CHECKPOINT, load_checkpoint, prepare_job_dir, save_checkpoint
 
@@ -40,6 +41,21 @@ def test_resume_checks_the_config(tmp_path):
     with pytest.raises(MorelError, match="no run to resume"):
         prepare_job_dir(tmp_path / "empty", {}, resume=True, force=False)
     assert load_checkpoint(job)["iteration"] == 3
+
+
+def test_a_run_from_before_a_new_key_resumes_at_the_keys_default(tmp_path):
+    """job_data.json of a run made before `halt_patience` existed lacks it: resuming with its
+    default (the behaviour that run had) is no change, another value is one."""
+    job = tmp_path / "job"
+    defaults = MorelConfig.default_dict()
+    config = {**defaults, "env_name": "Hopper-v5", "data_file": "d.npz"}
+    make_run(job, {k: v for k, v in config.items() if k != "halt_patience"})
+    prepare_job_dir(job, config, resume=True, force=False, defaults=defaults)
+    with pytest.raises(MorelError, match="differs .* in halt_patience;"):
+        prepare_job_dir(job, {**config, "halt_patience": 3}, resume=True, force=False,
+                        defaults=defaults)
+    with pytest.raises(MorelError, match="differs .* in halt_patience;"):
+        prepare_job_dir(job, config, resume=True, force=False)  # no defaults: a change
 
 
 def test_checkpoint_that_would_run_code_is_refused(tmp_path):
