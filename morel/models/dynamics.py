@@ -121,15 +121,15 @@ class DynamicsEnsemble(BatchedMLP):
         state, live = s[idx], torch.ones(idx.shape, dtype=torch.bool, device=idx.device)
         total = torch.zeros(self.num_models, device=s.device)
         count = torch.zeros(self.num_models, device=s.device)
+        scale = self.d_scale[:, None] + 1e-8
         for k in range(horizon):
-            out = self(self.normalised_inputs(state, a[idx]))
-            target = (s_next[idx] - state - self.d_shift[:, None]) / (self.d_scale[:, None] + 1e-8)
-            err = (((out - target) * mask) ** 2).mean(-1)  # [E, B]
+            state_next = self.predict_all(state, a[idx])  # [E, B, obs_dim]
+            err = (((state_next - s_next[idx]) / scale * mask) ** 2).mean(-1)  # [E, B]
             total = total + (err * live).sum(1)
             count = count + live.sum(1)
             if k == horizon - 1:
                 break
-            state = state + mask * (out * (self.d_scale[:, None] + 1e-8) + self.d_shift[:, None])
+            state = state_next
             nxt = follow[idx]
             live = live & (nxt >= 0)
             idx = nxt.clamp(min=0)
