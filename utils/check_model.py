@@ -13,6 +13,12 @@ disagreement (largest distance between two members), each as mean and max and ov
 steps, the steps whose disagreement exceeds the run's truncate_lim, and the rank correlation of
 error and disagreement. The data's disagreement (from the run's log) is printed beside them.
 --plot draws error, disagreement and truncate_lim per step.
+
+--model_paths also rolls the policy's mean action through every member from each episode's
+first state for the run's horizon (open loop in the model, as the P-MDP does) and prints, per
+member, the step where the run's termination function ends the model path (T) or the horizon,
+without halting, and the step where the run's threshold would halt it: does the model predict
+falls that the real episode does not have, or miss the ones it has?
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ from tabulate import tabulate
 from morel.core.errors import MorelError, run_cli
 from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, episode_seeds, seed_arg, stream
+from morel.envs.reward_files import load_reward_file
 from morel.envs.wrapper import make_env
 from morel.models.diagnostics import OneStepCheck, one_step_check, rank_correlation
 from morel.models.files import load_ensemble
 from morel.npg.policies import GaussianMLP, load_policy
+from morel.pmdp import HaltRules, pmdp_rollouts
 from morel.runs.jobdir import read_job_data
 from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
@@ -81,6 +89,49 @@ def episode_row(k: int, episode: dict[str, Any], check: OneStepCheck,
             f"{rank_correlation(error, dis):.2f}"]
 
 
+def model_fates(model: Any, policy: GaussianMLP, starts: torch.Tensor, horizon: int,
+                job_data: dict[str, Any], box: tuple[np.ndarray, np.ndarray] | None
+                ) -> list[list[str]]:
+    """Per start state [K, obs_dim] (masked units; `policy` takes them), per member: the
+    model path's length without halting ('T' where the termination function ended it) and its
+    halt step under the run's truncate_lim and halt_patience ('-': none); [K] rows of
+    [E] cells each, as "length / halt"."""
+    termination = None
+    if job_data.get("reward_file"):
+        path = Path(job_data["reward_file"])
+        if not path.is_file():
+            raise MorelError(f"--model_paths: the run's reward_file {path} is not found; run "
+                             "from the directory the run was started in")
+        termination = load_reward_file(path).termination_function
+    timing, repeat = job_data.get("reward_timing", "next"), job_data.get("act_repeat", 1)
+    action_box = None if box is None else tuple(torch.as_tensor(b, dtype=torch.float32)
+                                                for b in box)
+
+    def zero_reward(paths: dict[str, torch.Tensor], _timing: str) -> torch.Tensor:
+        return torch.zeros(paths["observations"].shape[:2])
+
+    def roll(rules: HaltRules) -> Any:
+        return pmdp_rollouts(model, policy, starts, horizon, rules, zero_reward, termination,
+                             timing, repeat, action_box=action_box, mean_action=True)
+
+    free = roll(HaltRules(None, min_length=0))
+    lim = job_data["truncate_lim"]
+    halting = (roll(HaltRules(lim, min_length=0, halt_patience=job_data.get("halt_patience", 1)))
+               if lim is not None else None)
+    k, num = len(starts), model.num_models
+    rows = []
+    for i in range(k):
+        cells = []
+        for e in range(num):
+            j = e * k + i  # paths are member-major
+            cell = f"{int(free.batch.lengths[j])}{'T' if free.env_terminated[j] else ''}"
+            halt = ("-" if halting is None or not halting.halted[j]
+                    else str(int(halting.batch.lengths[j])))
+            cells.append(f"{cell} / {halt}")
+        rows.append(cells)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--job", required=True, help="run_morel.py job directory (models.pt)")
@@ -88,6 +139,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=4, help="real episodes")
     p.add_argument("--seed", type=seed_arg, default=None, help="default: the run's seed")
     p.add_argument("--plot", default=None, help="PNG of error and disagreement per step")
+    p.add_argument("--model_paths", action="store_true",
+                   help="also roll the policy through every member from each episode's start")
     args = p.parse_args()
     if args.episodes < 1:
         raise MorelError("--episodes must be >= 1")
@@ -110,7 +163,7 @@ def main() -> None:
     seed = args.seed if args.seed is not None else job_data.get("seed", 0)
     truncate_lim = job_data["truncate_lim"]
     torch.set_num_threads(1)  # the episodes repeat exactly on one CPU
-    rows, curves = [], []
+    rows, curves, starts, real = [], [], [], []
     for k, env_seed in enumerate(episode_seeds(stream(seed, Stream.EVALUATION, 0),
                                                args.episodes)):
         episode = real_episode(env, policy, env_seed)
@@ -120,6 +173,8 @@ def main() -> None:
         check = one_step_check(model, s, torch.as_tensor(actions, dtype=torch.float32), s_next)
         rows.append(episode_row(k, episode, check, truncate_lim))
         curves.append((check.error.mean(0), check.disagreement))
+        starts.append(s[0])
+        real.append(f"{len(actions)}{'T' if episode['terminated'] else ''}")
     print(tabulate(rows, headers=["episode", "steps", "return", "", "error mean / max",
                                   "error last 10", "disagreement mean / max",
                                   "disagr. last 10", "steps over truncate_lim",
@@ -129,6 +184,18 @@ def main() -> None:
                      if log.get(key))
     lim = "none (no halting)" if truncate_lim is None else f"{truncate_lim:.4f}"
     print(f"truncate_lim {lim}" + (f"; disagreement on the dataset: {data}" if data else ""))
+    if args.model_paths:
+        horizon = int(job_data.get("horizon", 1000))
+        masked = GaussianMLP(policy.obs_dim, policy.act_dim, policy.hidden_sizes)
+        masked.load_state_dict(policy.state_dict())
+        masked.fold_obs_mask(1.0 / mask)  # takes the model's masked observations again
+        fates = model_fates(model, masked, torch.stack(starts), horizon, job_data, box)
+        print(f"\nmodel paths of the mean action from each episode's first state, horizon "
+              f"{horizon}: steps without halting (T: the termination function ended it) / "
+              f"halt step under truncate_lim")
+        print(tabulate([[k, real[k], *cells] for k, cells in enumerate(fates)],
+                       headers=["episode", "real steps", *(f"member {e}" for e in
+                                                           range(model.num_models))]))
     if plot is not None:
         plot_model_check(curves, truncate_lim, plot, f"{job}: {args.policy or 'policy_final.pt'}")
         print(f"plot: {plot}")

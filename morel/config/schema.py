@@ -118,6 +118,13 @@ class CommonKeys(ConfigMethods):
                      "(ours); None: the original's unguarded step",
                      lambda v: v is None or v > 0, "must be > 0 or None"),
     )
+    policy_average: float = field(
+        default=0.0,
+        metadata=doc("the evaluated and saved policy is an exponential moving average of the NPG "
+                     "iterates' weights, this weight on the old average at each step (ours; "
+                     "0: the iterate itself, the original)",
+                     lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    )
     init_log_std: float = field(default=-0.25, metadata=doc("initial policy log std"))
     min_log_std: float = field(
         default=-2.0, metadata=doc("lower clamp of policy log std", lambda v: v <= 1.0,

@@ -44,12 +44,13 @@ class NPGSettings:
     damping: float = 1e-4
     hvp_sample_frac: float = 1.0
     max_kl: float | None = None
+    policy_average: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: CommonKeys) -> NPGSettings:
         fim = cfg.npg_hp.FIM_invert_args
         return cls(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
-                   cfg.npg_hp.hvp_sample_frac, cfg.max_kl)
+                   cfg.npg_hp.hvp_sample_frac, cfg.max_kl, cfg.policy_average)
 
 
 def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
@@ -78,12 +79,29 @@ def baseline_from_config(cfg: CommonKeys, obs_dim: int,
 
 
 class NPGAgent:
-    """Policy + baseline + settings; `train_step(batch)` updates both and returns log values."""
+    """Policy + baseline + settings; `train_step(batch)` updates both and returns log values.
+
+    With settings.policy_average b > 0 the agent also keeps `average`, a copy of the policy
+    whose weights follow the iterates: it starts as the policy before the first step and is
+    b * average + (1 - b) * policy after each one. `evaluated_policy` is the policy a run
+    evaluates and saves: the average when kept, else the iterate.
+    """
 
     def __init__(self, policy: GaussianMLP, baseline: MLPBaseline, settings: NPGSettings):
         self.policy, self.baseline, self.settings = policy, baseline, settings
         self.running_score: float | None = None
         self.rejected_in_a_row = 0
+        self.average: GaussianMLP | None = None
+
+    @property
+    def evaluated_policy(self) -> GaussianMLP:
+        return self.average if self.average is not None else self.policy
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        b = self.settings.policy_average
+        for avg, new in zip(self.average.parameters(), self.policy.parameters()):
+            avg.mul_(b).add_(new, alpha=1 - b)
 
     def train_step(self, batch: PathBatch, generator: torch.Generator | None = None
                    ) -> dict[str, float]:
@@ -108,10 +126,14 @@ class NPGAgent:
             "stoc_pol_max": float(path_returns.max()),
             "stoc_pol_min": float(path_returns.min()),
         }
+        if s.policy_average and self.average is None:
+            self.average = copy.deepcopy(self.policy)
         step = npg_step(self.policy, batch.valid(batch.observations), batch.valid(batch.actions),
                         batch.valid(advantages), s.step_size, s.cg_iters, s.damping,
                         s.hvp_sample_frac, generator, s.max_kl)
         log.update(step)
+        if self.average is not None:
+            self._update_average()
         log["running_score"] = self.running_score
         log["num_samples"] = batch.num_samples
 
@@ -145,11 +167,20 @@ class NPGAgent:
         return {**log, "rejected": 0}, None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "baseline": self.baseline.state_dict(),
-                "running_score": self.running_score, "rejected_in_a_row": self.rejected_in_a_row}
+        state = {"policy": self.policy.state_dict(), "baseline": self.baseline.state_dict(),
+                 "running_score": self.running_score, "rejected_in_a_row": self.rejected_in_a_row}
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
+        if "average" in state:
+            if self.average is None:
+                self.average = copy.deepcopy(self.policy)
+            self.average.load_state_dict(state["average"])
+        else:
+            self.average = None
         self.baseline.load_state_dict(state["baseline"])
         self.running_score = state["running_score"]
         self.rejected_in_a_row = state.get("rejected_in_a_row", 0)

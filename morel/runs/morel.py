@@ -147,7 +147,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
                      NPGSettings.from_config(cfg))
 
     def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
-        return deployable_policy(policy, cfg, obs_mask, "run_morel.py", iteration, score)
+        return deployable_policy(agent.evaluated_policy, cfg, obs_mask, "run_morel.py",
+                                 iteration, score)
 
     loop = RunLoop(job, cfg, agent, deployable, log, PLOT_KEYS, "MOReL", progress)
     if resume:
@@ -177,9 +178,9 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
                         for b in probe.action_box) if cfg.clip_actions else None)
     state_noise = cfg.model_noise * error_std if cfg.model_noise else None
 
-    def rollouts_from(starts: torch.Tensor, gen: torch.Generator,
-                      mean_action: bool = False) -> Rollouts:
-        return pmdp_rollouts(model, policy, starts, horizon, rules, reward_fn,
+    def rollouts_from(starts: torch.Tensor, gen: torch.Generator, mean_action: bool = False,
+                      actor: GaussianMLP = policy) -> Rollouts:
+        return pmdp_rollouts(model, actor, starts, horizon, rules, reward_fn,
                              reward.termination_function, cfg.reward_timing, reward_scale, gen,
                              action_box, mean_action=mean_action,
                              member_per_step=cfg.rollout_member == "step",
@@ -206,10 +207,15 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         stats, rejection = agent.guarded_step(rollouts.batch, gen)
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
-        mean_paths = rollouts_from(starts[:MEAN_ACTION_STARTS], gen, mean_action=True)
+        evaluated = agent.evaluated_policy
+        mean_paths = rollouts_from(starts[:MEAN_ACTION_STARTS], gen, mean_action=True,
+                                   actor=evaluated)
         t_eval = time.perf_counter()
-        eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
+        eval_score = (float(np.mean(evaluation_returns(eval_env, evaluated, cfg, it)))
                       if eval_env is not None else math.nan)
+        iterate = ({"iterate_eval_score": float(np.mean(evaluation_returns(eval_env, policy,
+                                                                           cfg, it)))}
+                   if eval_env is not None and evaluated is not policy else {})
         normalized = normalized_score(cfg.env_name, eval_score, data.reference)
         loop.end_iteration(it, {
             "train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
@@ -219,6 +225,6 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
             "halt_frac": float(rollouts.halted.float().mean()),
             "dropped_paths": rollouts.num_dropped,
             "mean_path_length": float(rollouts.batch.lengths.float().mean()),
-            **mean_action_stats(mean_paths)},
+            **mean_action_stats(mean_paths), **iterate},
             eval_score if eval_env is not None else stats["stoc_pol_mean"])
     return loop.finish()

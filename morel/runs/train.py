@@ -71,7 +71,8 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
                                  env0.action_space.high)
 
     def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
-        return policy, policy_meta(cfg, "train_policy.py", iteration, score, obs_dim)
+        return agent.evaluated_policy, policy_meta(cfg, "train_policy.py", iteration, score,
+                                                   obs_dim)
 
     loop = RunLoop(job, cfg, agent, deployable, DataLog(), SCORE_KEYS, "NPG")
     if resume:
@@ -90,11 +91,15 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
                                                                             it)))
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
-        eval_score = (float(np.mean(evaluation_returns(eval_env, policy, cfg, it)))
+        evaluated = agent.evaluated_policy
+        eval_score = (float(np.mean(evaluation_returns(eval_env, evaluated, cfg, it)))
                       if eval_env is not None else stats["stoc_pol_mean"])
+        iterate = ({"iterate_eval_score": float(np.mean(evaluation_returns(eval_env, policy,
+                                                                           cfg, it)))}
+                   if eval_env is not None and evaluated is not policy else {})
         loop.end_iteration(it, {"eval_score": eval_score,
                                 "iter_time": time.perf_counter() - t_start,
-                                "time_sampling": time_sampling, **stats}, eval_score)
+                                "time_sampling": time_sampling, **stats, **iterate}, eval_score)
     score = loop.finish()
     print(f"done: {job} (best eval score {score:.1f})")
     return score

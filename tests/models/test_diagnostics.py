@@ -4,6 +4,7 @@ Spearman's rank correlation against its closed form, and utils/check_model.py on
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -55,6 +56,16 @@ def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_script("utils/check_model.py", "--job", job, "--episodes", "2", "--seed", "9")
     assert again.returncode == 0 and again.stdout != res.stdout.split("plot:")[0]
+    paths = run_script("utils/check_model.py", "--job", job, "--episodes", "2", "--model_paths")
+    assert paths.returncode == 0, paths.stderr
+    assert paths.stdout.startswith(res.stdout.split("plot:")[0].rstrip())  # the same episodes
+    table = paths.stdout.split("halt step under truncate_lim")[1].splitlines()
+    assert "member 0" in table[1] and "member 1" in table[1] and "member 2" not in table[1]
+    cells = [re.findall(r"(\d+)(T?) / (\d+|-)", line) for line in table[3:5]]
+    assert [len(c) for c in cells] == [2, 2]  # 2 episodes x 2 members, horizon 20
+    for length, ended, halt in itertools.chain(*cells):
+        assert 1 <= int(length) <= 20 and (ended == "T" or int(length) == 20)
+        assert halt == "-" or 4 <= int(halt) <= int(length) or ended == "T"
 
 
 def test_check_model_refuses_what_is_not_a_morel_job(tmp_path):

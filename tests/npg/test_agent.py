@@ -117,3 +117,50 @@ def test_nan_policy_is_never_saved(tmp_path):
     with pytest.raises(NumericError, match="policy to be saved"):
         save_policy(agent.policy, tmp_path / "p.pt")
     assert not (tmp_path / "p.pt").exists()
+
+
+def averaging_agent(b):
+    policy = GaussianMLP(3, 2, (16,), init_log_std=-0.5, seed=0)
+    return NPGAgent(policy, MLPBaseline(3, seed=0, batch_size=32),
+                    NPGSettings(step_size=0.05, gamma=0.9, gae_lambda=0.95, cg_iters=10,
+                                damping=1e-3, policy_average=b))
+
+
+def test_policy_average_follows_the_iterates_in_float64():
+    agent = averaging_agent(0.8)
+    gen = torch.Generator().manual_seed(0)
+    assert agent.evaluated_policy is agent.policy and "average" not in agent.state_dict()
+    expected = agent.policy.flat_params().double()  # the start: the policy before any step
+    for _ in range(6):
+        agent.train_step(bandit_paths(agent.policy, gen), gen)
+        expected = 0.8 * expected + 0.2 * agent.policy.flat_params().double()
+    assert agent.evaluated_policy is agent.average
+    torch.testing.assert_close(agent.average.flat_params().double(), expected, rtol=0,
+                               atol=1e-6)
+    assert not torch.allclose(agent.average.flat_params(), agent.policy.flat_params())
+    # the state holds the average; a fresh agent loads it, a state without it drops it
+    fresh = averaging_agent(0.8)
+    fresh.load_state_dict(agent.state_dict())
+    assert torch.equal(fresh.average.flat_params(), agent.average.flat_params())
+    fresh.load_state_dict(averaging_agent(0.8).state_dict())
+    assert fresh.average is None and fresh.evaluated_policy is fresh.policy
+
+
+def test_policy_average_zero_keeps_no_copy_and_a_rejected_step_restores_it(monkeypatch):
+    plain = averaging_agent(0.0)
+    gen = torch.Generator().manual_seed(0)
+    plain.train_step(bandit_paths(plain.policy, gen), gen)
+    assert plain.average is None and plain.evaluated_policy is plain.policy
+    agent = averaging_agent(0.5)
+    cg = natural_gradient.conjugate_gradient
+    monkeypatch.setattr(natural_gradient, "conjugate_gradient",
+                        lambda *a, **k: cg(*a, **k) * math.inf)  # fails after the copy is made
+    _, reason = agent.guarded_step(bandit_paths(agent.policy, gen), gen)
+    assert reason is not None and agent.average is None
+    monkeypatch.setattr(natural_gradient, "conjugate_gradient", cg)
+    agent.guarded_step(bandit_paths(agent.policy, gen), gen)
+    kept = agent.average.flat_params().clone()
+    monkeypatch.setattr(natural_gradient, "conjugate_gradient",
+                        lambda *a, **k: cg(*a, **k) * math.inf)
+    _, reason = agent.guarded_step(bandit_paths(agent.policy, gen), gen)
+    assert reason is not None and torch.equal(agent.average.flat_params(), kept)

@@ -170,6 +170,34 @@ def test_learn_model_then_run_with_model_file(setup):
     assert json.loads((root / "patient" / "job_data.json").read_text())["halt_patience"] == 1000
 
 
+def test_policy_average_is_evaluated_and_saved_beside_the_same_iterates(setup, tmp_path):
+    root, data, _, full = setup
+    assert full.returncode == 0, full.stderr
+    config = tmp_path / "avg.txt"
+    config.write_text(CONFIG.format(data=data,
+                                    extra=f"'model_file': '{root / 'full' / 'models.pt'}',\n"))
+    job = tmp_path / "avg"
+    out = run_script("run_morel.py", "--config", config, "--output", job,
+                     "--set", "policy_average=0.5")
+    assert out.returncode == 0, out.stderr
+    log, plain = read_job_log(job), read_job_log(root / "full")
+    # the NPG iterates are those of the run without it; the iterate's score is logged beside
+    assert log["train_score"] == plain["train_score"] and log["kl_dist"] == plain["kl_dist"]
+    assert log["iterate_eval_score"] == plain["eval_score"]
+    assert "iterate_eval_score" not in plain
+    assert log["eval_score"] != plain["eval_score"]  # the average is another policy
+    # policy_final.pt is the average (the checkpoint's), folded to raw observations
+    agent = torch.load(job / "iterations" / "checkpoint.pt", weights_only=True)["agent"]
+    final, meta = load_policy(job / "policy_final.pt")
+    live = load_policy(job / "policy_final.pt")[0]
+    live.load_state_dict(agent["average"])
+    raw = torch.randn(16, 11) * 3
+    mask = torch.tensor(meta["trained_obs_mask"])
+    torch.testing.assert_close(final(raw), live(raw * mask), rtol=1e-4, atol=1e-5)
+    live.load_state_dict(agent["policy"])
+    assert not torch.allclose(final(raw), live(raw * mask), rtol=1e-4, atol=1e-5)
+
+
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
     root, _, _, _ = setup
     raw = tmp_path / "raw.pickle"

@@ -117,3 +117,16 @@ def test_evaluate_policy_reports_both_modes(runs):
     assert "best_policy.pt" in row and "Hopper-v5" in row and row.count("±") == 2
     bad = run_script("utils/evaluate_policy.py", "--policy", root / "missing.pt")
     assert bad.returncode == 2 and "policy file not found" in bad.stderr
+
+
+def test_policy_average_keeps_the_iterates_and_scores_the_average(runs, tmp_path):
+    root, _, full, _, _ = runs
+    assert full.returncode == 0, full.stderr
+    averaged = tmp_path / "avg.txt"
+    averaged.write_text(TINY.replace("'num_iter': 4", "'num_iter': 2, 'policy_average': 0.5"))
+    out = run_script("train_policy.py", "--config", averaged, "--output", tmp_path / "avg")
+    assert out.returncode == 0, out.stderr
+    log, plain = read_job_log(tmp_path / "avg"), read_job_log(root / "full")
+    assert log["kl_dist"] == plain["kl_dist"][:2]  # the same NPG iterates
+    assert log["iterate_eval_score"] == plain["eval_score"][:2]
+    assert log["eval_score"] != log["iterate_eval_score"]
