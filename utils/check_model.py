@@ -37,9 +37,10 @@ from morel.core.seeding import Stream, episode_seeds, seed_arg, stream
 from morel.envs.reward_files import load_reward_file
 from morel.envs.wrapper import make_env
 from morel.models.diagnostics import OneStepCheck, one_step_check, rank_correlation
+from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.policies import GaussianMLP, load_policy
-from morel.pmdp import HaltRules, pmdp_rollouts
+from morel.pmdp import HaltRules, Rollouts, pmdp_rollouts
 from morel.runs.jobdir import read_job_data
 from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
@@ -89,7 +90,7 @@ def episode_row(k: int, episode: dict[str, Any], check: OneStepCheck,
             f"{rank_correlation(error, dis):.2f}"]
 
 
-def model_fates(model: Any, policy: GaussianMLP, starts: torch.Tensor, horizon: int,
+def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tensor, horizon: int,
                 job_data: dict[str, Any], box: tuple[np.ndarray, np.ndarray] | None
                 ) -> list[list[str]]:
     """Per start state [K, obs_dim] (masked units; `policy` takes them), per member: the
@@ -110,7 +111,7 @@ def model_fates(model: Any, policy: GaussianMLP, starts: torch.Tensor, horizon: 
     def zero_reward(paths: dict[str, torch.Tensor], _timing: str) -> torch.Tensor:
         return torch.zeros(paths["observations"].shape[:2])
 
-    def roll(rules: HaltRules) -> Any:
+    def roll(rules: HaltRules) -> Rollouts:
         return pmdp_rollouts(model, policy, starts, horizon, rules, zero_reward, termination,
                              timing, repeat, action_box=action_box, mean_action=True)
 

@@ -71,6 +71,19 @@ def evaluation_returns(eval_env: EnvBatch, policy: GaussianMLP, cfg: CommonKeys,
                            stream(cfg.seed, Stream.EVALUATION, iteration))
 
 
+def evaluation_scores(eval_env: EnvBatch, agent: NPGAgent, cfg: CommonKeys,
+                      iteration: int) -> dict[str, float]:
+    """eval_score: the mean return of the agent's evaluated policy on iteration `iteration`'s
+    evaluation episodes; with a policy average, also iterate_eval_score: the NPG iterate's on
+    the same episodes."""
+    scores = {"eval_score": float(np.mean(evaluation_returns(eval_env, agent.evaluated_policy,
+                                                             cfg, iteration)))}
+    if agent.average is not None:
+        scores["iterate_eval_score"] = float(np.mean(evaluation_returns(eval_env, agent.policy,
+                                                                        cfg, iteration)))
+    return scores
+
+
 def iteration_table(log: DataLog, iteration: int) -> str:
     """The current value of every log key, as a table."""
     return tabulate(sorted(log.current().items()), floatfmt=".4g",

@@ -40,7 +40,7 @@ from morel.npg.policies import GaussianMLP
 from morel.pmdp import HaltRules, Rollouts, ensemble_statistics, model_table, pmdp_rollouts
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.runs.logger import DataLog
-from morel.runs.loop import RunLoop, deployable_policy, evaluation_returns
+from morel.runs.loop import RunLoop, deployable_policy, evaluation_returns, evaluation_scores
 from morel.runs.tensorboard import check_tensorboard
 
 PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
@@ -207,15 +207,12 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         stats, rejection = agent.guarded_step(rollouts.batch, gen)
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
-        evaluated = agent.evaluated_policy
         mean_paths = rollouts_from(starts[:MEAN_ACTION_STARTS], gen, mean_action=True,
-                                   actor=evaluated)
+                                   actor=agent.evaluated_policy)
         t_eval = time.perf_counter()
-        eval_score = (float(np.mean(evaluation_returns(eval_env, evaluated, cfg, it)))
-                      if eval_env is not None else math.nan)
-        iterate = ({"iterate_eval_score": float(np.mean(evaluation_returns(eval_env, policy,
-                                                                           cfg, it)))}
-                   if eval_env is not None and evaluated is not policy else {})
+        scores = (evaluation_scores(eval_env, agent, cfg, it) if eval_env is not None
+                  else {"eval_score": math.nan})
+        eval_score = scores.pop("eval_score")
         normalized = normalized_score(cfg.env_name, eval_score, data.reference)
         loop.end_iteration(it, {
             "train_score": stats["stoc_pol_mean"], "eval_score": eval_score,
@@ -225,6 +222,6 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
             "halt_frac": float(rollouts.halted.float().mean()),
             "dropped_paths": rollouts.num_dropped,
             "mean_path_length": float(rollouts.batch.lengths.float().mean()),
-            **mean_action_stats(mean_paths), **iterate},
+            **mean_action_stats(mean_paths), **scores},
             eval_score if eval_env is not None else stats["stoc_pol_mean"])
     return loop.finish()

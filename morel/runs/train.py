@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -31,7 +30,7 @@ from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP
 from morel.runs.jobdir import job_lock, prepare_job_dir
 from morel.runs.logger import DataLog
-from morel.runs.loop import RunLoop, evaluation_returns, policy_meta
+from morel.runs.loop import RunLoop, evaluation_scores, policy_meta
 from morel.runs.plots import SCORE_KEYS
 from morel.runs.tensorboard import check_tensorboard
 
@@ -91,15 +90,12 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
                                                                             it)))
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
-        evaluated = agent.evaluated_policy
-        eval_score = (float(np.mean(evaluation_returns(eval_env, evaluated, cfg, it)))
-                      if eval_env is not None else stats["stoc_pol_mean"])
-        iterate = ({"iterate_eval_score": float(np.mean(evaluation_returns(eval_env, policy,
-                                                                           cfg, it)))}
-                   if eval_env is not None and evaluated is not policy else {})
+        scores = (evaluation_scores(eval_env, agent, cfg, it) if eval_env is not None
+                  else {"eval_score": stats["stoc_pol_mean"]})
+        eval_score = scores.pop("eval_score")
         loop.end_iteration(it, {"eval_score": eval_score,
                                 "iter_time": time.perf_counter() - t_start,
-                                "time_sampling": time_sampling, **stats, **iterate}, eval_score)
+                                "time_sampling": time_sampling, **stats, **scores}, eval_score)
     score = loop.finish()
     print(f"done: {job} (best eval score {score:.1f})")
     return score
