@@ -24,6 +24,7 @@ falls that the real episode does not have, or miss the ones it has?
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,7 @@ def main() -> None:
     print(f"truncate_lim {lim}" + (f"; disagreement on the dataset: {data}" if data else ""))
     if args.model_paths:
         horizon = int(job_data.get("horizon", 1000))
-        masked = GaussianMLP(policy.obs_dim, policy.act_dim, policy.hidden_sizes)
-        masked.load_state_dict(policy.state_dict())
+        masked = copy.deepcopy(policy)
         masked.fold_obs_mask(1.0 / mask)  # takes the model's masked observations again
         fates = model_fates(model, masked, torch.stack(starts), horizon, job_data, box)
         print(f"\nmodel paths of the mean action from each episode's first state, horizon "
