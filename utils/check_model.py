@@ -18,7 +18,9 @@ error and disagreement. The data's disagreement (from the run's log) is printed 
 first state for the run's horizon (open loop in the model, as the P-MDP does) and prints, per
 member, the step where the run's termination function ends the model path (T) or the horizon,
 without halting, and the step where the run's threshold would halt it: does the model predict
-falls that the real episode does not have, or miss the ones it has?
+falls that the real episode does not have, or miss the ones it has? --end_dims 0 1 adds the
+values of those observation dimensions (raw units) at the last step of each real episode and
+each model path: which way it fell (for Hopper: height and pitch).
 """
 
 from __future__ import annotations
@@ -91,13 +93,19 @@ def episode_row(k: int, episode: dict[str, Any], check: OneStepCheck,
             f"{rank_correlation(error, dis):.2f}"]
 
 
+def end_values(state: np.ndarray | torch.Tensor, dims: list[int]) -> str:
+    """' (v0, v1, ...)': the state's values [obs_dim] at `dims` (none: '')."""
+    return f" ({', '.join(f'{float(state[d]):+.2f}' for d in dims)})" if dims else ""
+
+
 def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tensor, horizon: int,
-                job_data: dict[str, Any], box: tuple[np.ndarray, np.ndarray] | None
-                ) -> list[list[str]]:
+                job_data: dict[str, Any], box: tuple[np.ndarray, np.ndarray] | None,
+                mask: np.ndarray, end_dims: list[int]) -> list[list[str]]:
     """Per start state [K, obs_dim] (masked units; `policy` takes them), per member: the
-    model path's length without halting ('T' where the termination function ended it) and its
-    halt step under the run's truncate_lim and halt_patience ('-': none); [K] rows of
-    [E] cells each, as "length / halt"."""
+    model path's length without halting ('T' where the termination function ended it), with
+    `end_dims` the raw values (masked / `mask` [obs_dim]) of those dimensions at its last
+    step, and its halt step under the run's truncate_lim and halt_patience ('-': none); [K]
+    rows of [E] cells each, as "length (values) / halt"."""
     termination = None
     if job_data.get("reward_file"):
         path = Path(job_data["reward_file"])
@@ -126,7 +134,10 @@ def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tens
         cells = []
         for e in range(num):
             j = e * k + i  # paths are member-major
-            cell = f"{int(free.batch.lengths[j])}{'T' if free.env_terminated[j] else ''}"
+            length = int(free.batch.lengths[j])
+            last = free.next_observations[j, length - 1].numpy() / mask
+            cell = (f"{length}{'T' if free.env_terminated[j] else ''}"
+                    f"{end_values(last, end_dims)}")
             halt = ("-" if halting is None or not halting.halted[j]
                     else str(int(halting.batch.lengths[j])))
             cells.append(f"{cell} / {halt}")
@@ -143,9 +154,14 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="PNG of error and disagreement per step")
     p.add_argument("--model_paths", action="store_true",
                    help="also roll the policy through every member from each episode's start")
+    p.add_argument("--end_dims", type=int, nargs="+", default=[], metavar="DIM",
+                   help="with --model_paths: print these observation dimensions at each path's "
+                        "end")
     args = p.parse_args()
     if args.episodes < 1:
         raise MorelError("--episodes must be >= 1")
+    if args.end_dims and not args.model_paths:
+        raise MorelError("--end_dims needs --model_paths")
     job = Path(args.job)
     plot = Path(args.plot) if args.plot else None
     if plot is not None:
@@ -161,6 +177,10 @@ def main() -> None:
                          f"{model.act_dim}, env '{meta['env_name']}' has "
                          f"{env.obs_dim}/{env.act_dim}")
     mask = np.asarray(meta.get("trained_obs_mask", np.ones(env.obs_dim)), dtype=np.float64)
+    bad = [d for d in args.end_dims if not 0 <= d < env.obs_dim]
+    if bad:
+        raise MorelError(f"--end_dims {bad[0]}: an observation dimension of "
+                         f"'{meta['env_name']}' is in [0, {env.obs_dim - 1}]")
     box = env.action_box if job_data.get("clip_actions") else None
     seed = args.seed if args.seed is not None else job_data.get("seed", 0)
     truncate_lim = job_data["truncate_lim"]
@@ -176,7 +196,8 @@ def main() -> None:
         rows.append(episode_row(k, episode, check, truncate_lim))
         curves.append((check.error.mean(0), check.disagreement))
         starts.append(s[0])
-        real.append(f"{len(actions)}{'T' if episode['terminated'] else ''}")
+        real.append(f"{len(actions)}{'T' if episode['terminated'] else ''}"
+                    f"{end_values(episode['obs'][-1], args.end_dims)}")
     print(tabulate(rows, headers=["episode", "steps", "return", "", "error mean / max",
                                   "error last 10", "disagreement mean / max",
                                   "disagr. last 10", "steps over truncate_lim",
@@ -190,10 +211,12 @@ def main() -> None:
         horizon = int(job_data.get("horizon", 1000))
         masked = copy.deepcopy(policy)
         masked.fold_obs_mask(1.0 / mask)  # takes the model's masked observations again
-        fates = model_fates(model, masked, torch.stack(starts), horizon, job_data, box)
+        fates = model_fates(model, masked, torch.stack(starts), horizon, job_data, box, mask,
+                            args.end_dims)
         print(f"\nmodel paths of the mean action from each episode's first state, horizon "
-              f"{horizon}: steps without halting (T: the termination function ended it) / "
-              f"halt step under truncate_lim")
+              f"{horizon}: steps without halting (T: the termination function ended it"
+              + (f"; dims {', '.join(map(str, args.end_dims))} at the end" if args.end_dims
+                 else "") + ") / halt step under truncate_lim")
         print(tabulate([[k, real[k], *cells] for k, cells in enumerate(fates)],
                        headers=["episode", "real steps", *(f"member {e}" for e in
                                                            range(model.num_models))]))

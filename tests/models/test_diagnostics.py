@@ -66,6 +66,25 @@ def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
     for length, ended, halt in itertools.chain(*cells):
         assert 1 <= int(length) <= 20 and (ended == "T" or int(length) == 20)
         assert halt == "-" or 4 <= int(halt) <= int(length) or ended == "T"
+    ends = run_script("utils/check_model.py", "--job", job, "--episodes", "2", "--model_paths",
+                      "--end_dims", "0", "1")
+    assert ends.returncode == 0, ends.stderr
+    table = ends.stdout.split("halt step under truncate_lim")[1].splitlines()
+    value = r"\(([-+]\d+\.\d\d), ([-+]\d+\.\d\d)\)"
+    for line in table[3:5]:
+        found = re.findall(rf"(\d+)(T?) {value}", line)
+        assert len(found) == 3  # the real episode and 2 members
+        for _, ended, height, pitch in found:  # Hopper ends where z <= 0.7 or |angle| >= 0.2
+            unhealthy = float(height) <= 0.705 or abs(float(pitch)) >= 0.195
+            assert unhealthy or not ended
+    assert [re.sub(r" \([^)]*\)", "", line).split() for line in table[3:5]] == [
+        line.split() for line in paths.stdout.split("halt step under truncate_lim")[1]
+        .splitlines()[3:5]]  # the same fates, values added
+    for flags, message in ((["--end_dims", "0"], "--end_dims needs --model_paths"),
+                           (["--model_paths", "--end_dims", "11"], "--end_dims 11: an observation "
+                            "dimension of 'Hopper-v5' is in [0, 10]")):
+        res = run_script("utils/check_model.py", "--job", job, "--episodes", "1", *flags)
+        assert res.returncode == 2 and message in res.stderr
 
 
 def test_check_model_refuses_what_is_not_a_morel_job(tmp_path):
