@@ -37,6 +37,7 @@ class Stream(enum.IntEnum):
     COLLECTION = 9  # collect_dataset.py: env resets and action noise
     SAMPLING = 10  # [iteration]: train_policy.py's real-env episodes
     DYNAMICS_HOLDOUT = 11  # the dynamics fit's held-out samples (fit_holdout)
+    SURVIVAL_CHECK = 12  # utils/check_survival.py: the logging policy's action noise
 
 
 def check_seed(seed: object) -> int:

@@ -141,3 +141,19 @@ def plot_model_check(episodes: Sequence[tuple[np.ndarray, np.ndarray]],
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save_panels(fig, axes, len(episodes), title, path)
+
+
+def plot_survival(curves: dict[str, np.ndarray], path: str | Path, title: str = "") -> None:
+    """Survival curves (share of paths still running [T + 1] per step) in one panel: the first
+    entry (the dataset's episodes) in black, the others (model members) in colour."""
+    fig, axes = plt.subplots(1, 1, figsize=(6.5, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    for k, (label, share) in enumerate(curves.items()):
+        style = {"color": "black", "lw": 2.0} if k == 0 else {"lw": 1.0}
+        ax.plot(np.arange(len(share)), share, label=label, **style)
+    ax.set_xlabel("step")
+    ax.set_ylabel("share of paths still running")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save_panels(fig, axes, 1, title, path)

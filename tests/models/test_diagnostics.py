@@ -9,10 +9,18 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import run_script, write_config
+from conftest import ROOT, run_script, write_config
 
-from morel.models.diagnostics import one_step_check, rank_correlation
+from morel.data.datasets import Dataset, load_dataset, save_dataset
+from morel.models.diagnostics import (
+    one_step_check,
+    rank_correlation,
+    reach_steps,
+    survival_curve,
+    survival_row,
+)
 from morel.models.dynamics import DynamicsEnsemble
+from morel.models.files import save_ensemble
 
 
 def test_one_step_check_against_brute_force():
@@ -98,3 +106,86 @@ def test_check_model_refuses_what_is_not_a_morel_job(tmp_path):
     res = run_script("utils/check_model.py", "--job", tmp_path, "--plot", tmp_path / "notes.png")
     assert res.returncode == 2 and "exists and is not a PNG image" in res.stderr
     assert (tmp_path / "notes.png").read_text() == "my notes"
+
+
+def test_survival_statistics_closed_form():
+    """Paths of lengths 1, 3, 3, 10 (two ended): count, mean, median, the share reaching
+    1, 2, 5, 10 steps (a tenth, a quarter rounded, half and all of 10) and the share ended;
+    the curve is the share with length >= t."""
+    lengths, ended = np.array([1, 3, 3, 10]), np.array([True, True, False, False])
+    steps = reach_steps(10)
+    assert steps == [1, 2, 5, 10] and reach_steps(1) == [1] and reach_steps(4) == [1, 2, 4]
+    assert survival_row(lengths, ended, steps) == pytest.approx(
+        [4, 4.25, 3.0, 1.0, 0.75, 0.25, 0.25, 0.5])
+    np.testing.assert_allclose(survival_curve(lengths, 10),
+                               [1, 1, 0.75, 0.75] + [0.25] * 7)
+
+
+def survival_table(stdout: str) -> dict[str, list[str]]:
+    """check_survival.py's rows by their label (the first cells up to the numbers)."""
+    rows = {}
+    for line in stdout.splitlines():
+        label = re.match(r"(dataset|member \d+|all members)\s", line)
+        if label:
+            rows[label.group(1)] = line[label.end():].split()
+    return rows
+
+
+def test_check_survival_script_on_a_tiny_ensemble(hopper_data, tmp_path):
+    """The dataset's row is its own episodes; each member rolls every episode's first state;
+    'all members' pools them; the same seed repeats the table; the plot is a PNG."""
+    model = tmp_path / "m.pt"
+    fit = run_script("learn_model.py", "-c", write_config(tmp_path, hopper_data), "-o", model)
+    assert fit.returncode == 0, fit.stderr
+    plot = tmp_path / "survival.png"
+    args = ["--model", model, "--data", hopper_data, "--include",
+            ROOT / "utils" / "reward_functions" / "gym_hopper.py"]
+    res = run_script("utils/check_survival.py", *args, "--end_dims", "0", "1", "--plot", plot)
+    assert res.returncode == 0, res.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = survival_table(res.stdout)
+    assert list(rows) == ["dataset", "member 0", "member 1", "all members"]
+    paths = load_dataset(hopper_data).paths
+    lengths = np.array([len(p["rewards"]) for p in paths])
+    ended = np.array([bool(p["terminated"]) for p in paths])
+    steps = reach_steps(lengths.max())
+    k = 4 + len(steps)  # paths, mean, median, the reach shares, ended; then the end dims
+    expected = survival_row(lengths, ended, steps)  # printed to 0.1 steps and 0.001 shares
+    assert [float(x) for x in rows["dataset"][:3]] == pytest.approx(expected[:3], abs=0.06)
+    assert [float(x) for x in rows["dataset"][3:k]] == pytest.approx(expected[3:], abs=6e-4)
+    heights = [float(p["observations"][-1][0]) for p in paths if p["terminated"]]
+    if heights:  # the last stored state of each ended episode, raw units (height unmasked)
+        assert float(rows["dataset"][k].rstrip(",")) == pytest.approx(np.mean(heights),
+                                                                      abs=0.006)
+    members = [[float(x) for x in rows[f"member {e}"][:k]] for e in (0, 1)]
+    pooled = [float(x) for x in rows["all members"][:k]]
+    assert [m[0] for m in members] == [len(paths)] * 2 and pooled[0] == 2 * len(paths)
+    assert pooled[1] == pytest.approx((members[0][1] + members[1][1]) / 2, abs=0.06)
+    assert all(1 <= m[1] <= lengths.max() for m in members)
+    again = run_script("utils/check_survival.py", *args, "--end_dims", "0", "1")
+    assert again.returncode == 0 and again.stdout == res.stdout.split("plot:")[0]
+
+
+def test_check_survival_refuses_what_it_cannot_reproduce(hopper_data, tmp_path):
+    """A dataset of another noise mode, one without a policy, an out-of-range dimension and a
+    reward file without a termination function each get a one-line error, exit 2."""
+    model = tmp_path / "m.pt"
+    save_ensemble(DynamicsEnsemble(2, 11, 3, (8,), seed=0), str(model))
+    data = load_dataset(hopper_data)
+    hopper = ROOT / "utils" / "reward_functions" / "gym_hopper.py"
+    gauss = save_dataset(Dataset(data.paths, {**data.meta, "mode": "gauss-0.1"}),
+                         tmp_path / "gauss.npz")
+    bare = save_dataset(Dataset(data.paths, {k: v for k, v in data.meta.items()
+                                             if k != "policy"}), tmp_path / "bare.npz")
+    no_end = tmp_path / "no_end.py"
+    no_end.write_text(hopper.read_text().replace("def termination_function", "def _unused"))
+    for data_file, include, flags, message in (
+            (gauss, hopper, [], "collected with --mode gauss-0.1"),
+            (bare, hopper, [], "its metadata names no policy file; give --policy"),
+            (hopper_data, hopper, ["--end_dims", "11"],
+             "--end_dims 11: an observation dimension of 'Hopper-v5' is in [0, 10]"),
+            (hopper_data, no_end, [], "defines no termination_function")):
+        res = run_script("utils/check_survival.py", "--model", model, "--data", data_file,
+                         "--include", include, *flags)
+        assert res.returncode == 2 and message in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
