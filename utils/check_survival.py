@@ -32,7 +32,7 @@ from tabulate import tabulate
 
 from morel.core.errors import MorelError, run_cli
 from morel.core.seeding import Stream, seed_arg, stream, torch_generator
-from morel.data.datasets import Dataset, load_dataset
+from morel.data.datasets import Dataset, load_dataset, validate
 from morel.envs.reward_files import load_reward_file
 from morel.envs.wrapper import make_env
 from morel.models.diagnostics import reach_steps, survival_curve, survival_row
@@ -98,7 +98,7 @@ def main() -> None:
                          "collect_dataset.py has one)")
     env = make_env(env_name, int(data.meta.get("act_repeat", 1)))
     obs_dim, act_dim = env.obs_dim, env.act_dim
-    load_dataset(args.data, obs_dim, act_dim)  # the dims checked against the env
+    data.paths = validate(data.paths, args.data, obs_dim, act_dim)  # dims against the env
     bad = [d for d in args.end_dims if not 0 <= d < obs_dim]
     if bad:
         raise MorelError(f"--end_dims {bad[0]}: an observation dimension of '{env_name}' is in "
