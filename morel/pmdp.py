@@ -77,6 +77,12 @@ class Rollouts:
 RewardFn = Callable[..., torch.Tensor]
 
 
+def zero_reward(paths: dict[str, torch.Tensor], _timing: str = "next") -> torch.Tensor:
+    """A reward function of 0 for every step [N, T]: for model paths that only their lengths
+    and states matter for (utils/check_model.py, utils/check_survival.py)."""
+    return torch.zeros(paths["observations"].shape[:2])
+
+
 @torch.no_grad()
 def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: torch.Tensor,
                   horizon: int, rules: HaltRules, reward_fn: RewardFn,

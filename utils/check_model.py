@@ -43,7 +43,7 @@ from morel.models.diagnostics import OneStepCheck, one_step_check, rank_correlat
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.policies import GaussianMLP, load_policy
-from morel.pmdp import HaltRules, Rollouts, pmdp_rollouts
+from morel.pmdp import HaltRules, Rollouts, pmdp_rollouts, zero_reward
 from morel.runs.jobdir import read_job_data
 from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
@@ -116,9 +116,6 @@ def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tens
     timing, repeat = job_data.get("reward_timing", "next"), job_data.get("act_repeat", 1)
     action_box = None if box is None else tuple(torch.as_tensor(b, dtype=torch.float32)
                                                 for b in box)
-
-    def zero_reward(paths: dict[str, torch.Tensor], _timing: str) -> torch.Tensor:
-        return torch.zeros(paths["observations"].shape[:2])
 
     def roll(rules: HaltRules) -> Rollouts:
         return pmdp_rollouts(model, policy, starts, horizon, rules, zero_reward, termination,

@@ -40,7 +40,7 @@ from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.mjrl_pickle import load_policy_source
 from morel.npg.policies import GaussianMLP, check_policy_dims
-from morel.pmdp import HaltRules, pmdp_rollouts
+from morel.pmdp import HaltRules, pmdp_rollouts, zero_reward
 from morel.runs.plots import check_png_output, plot_survival
 
 
@@ -68,8 +68,6 @@ def logging_policy(data: Dataset, source: str, path: str | None, env_name: str,
 
 def end_means(states: np.ndarray, dims: list[int]) -> str:
     """The mean of each of `dims` over states [K, obs_dim] (raw units), or '-' for none."""
-    if not dims:
-        return ""
     if len(states) == 0:
         return "-"
     return ", ".join(f"{states[:, d].mean():+.2f}" for d in dims)
@@ -117,8 +115,11 @@ def main() -> None:
     policy, policy_name = logging_policy(data, args.data, args.policy, env_name, mask, obs_dim,
                                          act_dim)
     torch.set_num_threads(1)  # the paths repeat exactly on one CPU
-    rows, curves = survival_rows(model, policy, data, termination, args, mask)
-    steps = reach_steps(max(len(p["rewards"]) for p in data.paths))
+    box = tuple(torch.as_tensor(b, dtype=torch.float32) for b in env.action_box)
+    lengths = np.array([len(p["rewards"]) for p in data.paths])
+    steps = reach_steps(int(lengths.max()))
+    rows, curves = survival_rows(model, policy, data, lengths, steps, termination, box, args,
+                                 mask)
     headers = ["paths", "mean length", "median", *(f"reach {k}" for k in steps), "ended"]
     if args.end_dims:
         headers.append(f"dims {', '.join(map(str, args.end_dims))} at the end (ended)")
@@ -136,22 +137,16 @@ def main() -> None:
 
 
 def survival_rows(model: DynamicsEnsemble, policy: GaussianMLP, data: Dataset,
-                  termination: Callable[..., Any],
-                  args: argparse.Namespace, mask: np.ndarray
-                  ) -> tuple[list[list[Any]], dict[str, np.ndarray]]:
-    """The table rows (the dataset, each member, all members) and the survival curves."""
-    lengths = np.array([len(p["rewards"]) for p in data.paths])
+                  lengths: np.ndarray, steps: list[int], termination: Callable[..., Any],
+                  box: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace,
+                  mask: np.ndarray) -> tuple[list[list[Any]], dict[str, np.ndarray]]:
+    """The table rows (the dataset, each member, all members) and the survival curves, for
+    the dataset's episodes of `lengths` [P] and the model paths up to the longest of them,
+    actions clipped to `box` (low, high)."""
     ended = np.array([bool(p.get("terminated", False)) for p in data.paths])
     horizon = int(lengths.max())
-    steps = reach_steps(horizon)
     starts = torch.as_tensor(np.stack([p["observations"][0] for p in data.paths]),
                              dtype=torch.float32)
-    box = tuple(torch.as_tensor(b, dtype=torch.float32)
-                for b in make_env(data.meta["env_name"]).action_box)
-
-    def zero_reward(paths: dict[str, torch.Tensor], _timing: str) -> torch.Tensor:
-        return torch.zeros(paths["observations"].shape[:2])
-
     paths = pmdp_rollouts(model, policy, starts, horizon, HaltRules(None, min_length=0),
                           zero_reward, termination, args.reward_timing,
                           generator=torch_generator(stream(args.seed, Stream.SURVIVAL_CHECK)),
