@@ -234,6 +234,11 @@ def test_every_shipped_config_loads(path, monkeypatch):
             assert r.seed in (4, 5, 6) and r.assignments == (
                 () if r.algo == "bc" else suite[r.env_name, chosen[r.env_name]])
         return
+    if path.name == "sweep_current.txt":  # the quick configs as shipped, fresh seeds 4-6
+        runs = load_grid(path)
+        assert {(r.algo, r.assignments) for r in runs} == {("bc", ()), ("morel", ())}
+        assert len(runs) == 2 * 14 * 3 and {r.seed for r in runs} == {4, 5, 6}
+        return
     if path.name == "sweep_screen.txt":  # "data std" plus one valid change per candidate
         datastd = next(r.assignments for r in load_grid(GRIDS / "sweep_suite.txt")
                        if r.algo == "morel_datastd")
