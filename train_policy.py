@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from morel.config.cli import add_tensorboard_flag
-from morel.config.files import load_config, override
+from morel.config.files import apply_assignments, load_config, override
 from morel.config.train import PolicyTrainConfig
 from morel.core.device import resolve_device
 from morel.core.errors import run_cli
@@ -39,6 +39,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
     p.add_argument("--print_freq", type=int, default=None,
                    help="override the config's print_freq (1: the full table every iteration)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable), e.g. --set step_size=0.05")
     add_tensorboard_flag(p)
     p.add_argument("--save_samples", action="store_true",
                    help="keep each iteration's episodes as JOB/samples/iter_N.npz")
@@ -47,7 +49,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, PolicyTrainConfig)
+    cfg = apply_assignments(load_config(args.config, PolicyTrainConfig), args.set)
     cfg = override(cfg, seed=args.seed, device=args.device, num_iter=args.num_iter,
                    print_freq=args.print_freq, tensorboard=args.tensorboard)
     train_policy(cfg, Path(args.output), resolve_device(cfg.device), args.resume, args.force,

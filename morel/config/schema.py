@@ -125,6 +125,13 @@ class CommonKeys(ConfigMethods):
                      "0: the iterate itself, the original)",
                      lambda v: 0 <= v < 1, "must be in [0, 1)"),
     )
+    anchor_kl_coef: float = field(
+        default=0.0,
+        metadata=non_negative("weight of the mean KL(start policy || policy) on each batch's "
+                              "states subtracted from the NPG surrogate: a pull back towards "
+                              "the policy the run started from, the BC policy with bc_init "
+                              "(ours; 0: the original)"),
+    )
     init_log_std: float = field(default=-0.25, metadata=doc("initial policy log std"))
     min_log_std: float = field(
         default=-2.0, metadata=doc("lower clamp of policy log std", lambda v: v <= 1.0,

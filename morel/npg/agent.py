@@ -45,12 +45,14 @@ class NPGSettings:
     hvp_sample_frac: float = 1.0
     max_kl: float | None = None
     policy_average: float = 0.0
+    anchor_kl_coef: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: CommonKeys) -> NPGSettings:
         fim = cfg.npg_hp.FIM_invert_args
         return cls(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
-                   cfg.npg_hp.hvp_sample_frac, cfg.max_kl, cfg.policy_average)
+                   cfg.npg_hp.hvp_sample_frac, cfg.max_kl, cfg.policy_average,
+                   cfg.anchor_kl_coef)
 
 
 def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
@@ -85,6 +87,10 @@ class NPGAgent:
     whose weights follow the iterates: it starts as the policy before the first step and is
     b * average + (1 - b) * policy after each one. `evaluated_policy` is the policy a run
     evaluates and saves: the average when kept, else the iterate.
+
+    With settings.anchor_kl_coef c > 0 the agent keeps `anchor`, a frozen copy of the policy
+    before the first step (the BC policy of a run with bc_init), and each NPG step ascends the
+    surrogate minus c x the mean KL(anchor || policy) on the batch's states.
     """
 
     def __init__(self, policy: GaussianMLP, baseline: MLPBaseline, settings: NPGSettings):
@@ -92,6 +98,7 @@ class NPGAgent:
         self.running_score: float | None = None
         self.rejected_in_a_row = 0
         self.average: GaussianMLP | None = None
+        self.anchor: GaussianMLP | None = None
 
     @property
     def evaluated_policy(self) -> GaussianMLP:
@@ -128,9 +135,11 @@ class NPGAgent:
         }
         if s.policy_average and self.average is None:
             self.average = copy.deepcopy(self.policy)
+        if s.anchor_kl_coef and self.anchor is None:
+            self.anchor = copy.deepcopy(self.policy).requires_grad_(False)
         step = npg_step(self.policy, batch.valid(batch.observations), batch.valid(batch.actions),
                         batch.valid(advantages), s.step_size, s.cg_iters, s.damping,
-                        s.hvp_sample_frac, generator, s.max_kl)
+                        s.hvp_sample_frac, generator, s.max_kl, self.anchor, s.anchor_kl_coef)
         log.update(step)
         if self.average is not None:
             self._update_average()
@@ -161,7 +170,8 @@ class NPGAgent:
                                  f"{err}; stopping (the last checkpoint is intact): lower "
                                  "step_size, check the dataset and the reward file, or refit "
                                  "the ensemble") from None
-            log = {**dict.fromkeys(STEP_LOG_KEYS, math.nan), "num_samples": batch.num_samples}
+            keys = STEP_LOG_KEYS + (("anchor_kl",) if self.settings.anchor_kl_coef else ())
+            log = {**dict.fromkeys(keys, math.nan), "num_samples": batch.num_samples}
             return {**log, "rejected": 1}, f"NaN/inf in {err}; policy and baseline restored"
         self.rejected_in_a_row = 0
         return {**log, "rejected": 0}, None
@@ -171,6 +181,8 @@ class NPGAgent:
                  "running_score": self.running_score, "rejected_in_a_row": self.rejected_in_a_row}
         if self.average is not None:
             state["average"] = self.average.state_dict()
+        if self.anchor is not None:
+            state["anchor"] = self.anchor.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -181,6 +193,12 @@ class NPGAgent:
             self.average.load_state_dict(state["average"])
         else:
             self.average = None
+        if "anchor" in state:
+            if self.anchor is None:
+                self.anchor = copy.deepcopy(self.policy).requires_grad_(False)
+            self.anchor.load_state_dict(state["anchor"])
+        else:
+            self.anchor = None
         self.baseline.load_state_dict(state["baseline"])
         self.running_score = state["running_score"]
         self.rejected_in_a_row = state.get("rejected_in_a_row", 0)

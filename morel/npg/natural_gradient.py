@@ -122,17 +122,21 @@ def surrogate(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: to
 def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
              step_size: float, cg_iters: int, damping: float, hvp_sample_frac: float = 1.0,
              generator: torch.Generator | None = None,
-             max_kl: float | None = None) -> dict[str, float]:
+             max_kl: float | None = None, anchor: GaussianMLP | None = None,
+             anchor_kl_coef: float = 0.0) -> dict[str, float]:
     """One natural-gradient step on samples obs [M, obs_dim], act [M, act_dim], adv [M].
 
-    g = grad of the surrogate at theta_old; x ~ (F + damping I)^-1 g by `cg_iters` CG iterations
-    from x0 = g, with F on all samples or on one subsample (with replacement) of
-    `hvp_sample_frac * M` samples; theta += alpha x with alpha = sqrt(|step_size / (g.x + 1e-10)|),
-    so that the KL of the step is about step_size / 2. With `max_kl`, a step whose KL on obs
-    exceeds it is halved until it does not (ours; the original has no such guard);
-    `kl_backtracks` logs how often. Returns the original's log values plus kl_backtracks.
-    Raises NumericError (the parameters may then be changed) on a non-finite gradient, CG
-    result, updated parameters or KL.
+    g = grad of the surrogate at theta_old, minus `anchor_kl_coef` times the grad of the mean
+    KL(anchor || policy) on obs when an `anchor` policy is given (ours: a pull towards it that
+    grows with the distance; the step's size stays step_size, only its direction changes);
+    x ~ (F + damping I)^-1 g by `cg_iters` CG iterations from x0 = g, with F on all samples or
+    on one subsample (with replacement) of `hvp_sample_frac * M` samples; theta += alpha x with
+    alpha = sqrt(|step_size / (g.x + 1e-10)|), so that the KL of the step is about
+    step_size / 2. With `max_kl`, a step whose KL on obs exceeds it is halved until it does not
+    (ours; the original has no such guard); `kl_backtracks` logs how often. Returns the
+    original's log values plus kl_backtracks (and anchor_kl, the anchor's KL before the step,
+    with an anchor). Raises NumericError (the parameters may then be changed) on a non-finite
+    gradient, CG result, updated parameters or KL.
     """
     start = time.perf_counter()
     params = list(policy.parameters())
@@ -140,7 +144,14 @@ def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: tor
         old_mean, old_log_std = policy(obs), policy.log_std.clone()
         old_log_lik = policy.log_likelihood(obs, act)
     surr_before = surrogate(policy, obs, act, adv, old_log_lik)
-    grad = flat_grad(surr_before, params)
+    objective, anchor_log = surr_before, {}
+    if anchor is not None:
+        with torch.no_grad():
+            anchor_mean, anchor_log_std = anchor(obs), anchor.log_std.detach()
+        kl_anchor = gaussian_kl(anchor_mean, anchor_log_std, policy(obs), policy.log_std)
+        objective = surr_before - anchor_kl_coef * kl_anchor
+        anchor_log = {"anchor_kl": float(kl_anchor.detach())}
+    grad = flat_grad(objective, params)
     time_vpg = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -175,4 +186,4 @@ def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: tor
         surr_after = surrogate(policy, obs, act, adv, old_log_lik)
     return {"alpha": float(alpha), "delta": float(step_size), "time_vpg": time_vpg,
             "time_npg": time_npg, "kl_dist": kl, "kl_backtracks": backtracks,
-            "surr_improvement": float(surr_after - surr_before.detach())}
+            "surr_improvement": float(surr_after - surr_before.detach()), **anchor_log}

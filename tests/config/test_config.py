@@ -275,6 +275,15 @@ def test_every_shipped_config_loads(path, monkeypatch):
         cfg = apply_assignments(load_config(guarded.config), list(guarded.assignments))
         assert cfg.max_kl == 0.1 and cfg.num_models == 8
         return
+    if path.name == "npg_hopper_v5_from_bc.txt":  # real-env NPG with the quick config's NPG
+        real = load_config(path, PolicyTrainConfig)
+        quick = load_config(ROOT / "configs" / "hopper_v5_quick.txt")
+        for key in ("env_name", "act_repeat", "num_iter", "eval_rollouts", "policy_size",
+                    "init_log_std", "min_log_std", "step_size", "gamma", "gae_lambda",
+                    "npg_hp"):
+            assert getattr(real, key) == getattr(quick, key), key
+        assert real.num_samples == quick.update_paths * quick.num_models * quick.horizon
+        return
     schema = PolicyTrainConfig if path.name.startswith("npg_") else MorelConfig
     cfg = load_config(path, schema)
     assert cfg.env_name.endswith("-v5") and cfg.device in ("auto", "cpu")

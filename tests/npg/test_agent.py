@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from morel.core.errors import MorelError
 from morel.npg import natural_gradient
 from morel.npg.agent import MAX_REJECTED_IN_A_ROW, STEP_LOG_KEYS, NPGAgent, NPGSettings
 from morel.npg.baselines import MLPBaseline
+from morel.npg.natural_gradient import gaussian_kl
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP
 
@@ -164,3 +166,53 @@ def test_policy_average_zero_keeps_no_copy_and_a_rejected_step_restores_it(monke
                         lambda *a, **k: cg(*a, **k) * math.inf)
     _, reason = agent.guarded_step(bandit_paths(agent.policy, gen), gen)
     assert reason is not None and torch.equal(agent.average.flat_params(), kept)
+
+
+def anchored_agent(coef):
+    policy = GaussianMLP(3, 2, (16,), init_log_std=-0.5, seed=0)
+    return NPGAgent(policy, MLPBaseline(3, seed=0, batch_size=32),
+                    NPGSettings(step_size=0.05, gamma=0.9, gae_lambda=0.95, cg_iters=10,
+                                damping=1e-3, anchor_kl_coef=coef))
+
+
+def test_anchor_is_the_start_policy_kept_frozen_saved_and_restored(monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    plain = anchored_agent(0.0)
+    log = plain.train_step(bandit_paths(plain.policy, gen), gen)
+    assert plain.anchor is None and "anchor_kl" not in log and "anchor" not in plain.state_dict()
+    agent = anchored_agent(1.0)
+    cg = natural_gradient.conjugate_gradient
+    monkeypatch.setattr(natural_gradient, "conjugate_gradient",
+                        lambda *a, **k: cg(*a, **k) * math.inf)  # fails after the copy is made
+    log, reason = agent.guarded_step(bandit_paths(agent.policy, gen), gen)
+    assert reason is not None and agent.anchor is None and math.isnan(log["anchor_kl"])
+    monkeypatch.setattr(natural_gradient, "conjugate_gradient", cg)
+    start = agent.policy.flat_params().clone()
+    kls = [agent.train_step(bandit_paths(agent.policy, gen), gen)["anchor_kl"]
+           for _ in range(8)]
+    assert kls[0] == 0.0 and all(k > 0 for k in kls[1:])
+    assert torch.equal(agent.anchor.flat_params(), start)
+    assert not any(p.requires_grad for p in agent.anchor.parameters())
+    fresh = anchored_agent(1.0)
+    fresh.load_state_dict(agent.state_dict())
+    assert torch.equal(fresh.anchor.flat_params(), start)
+    fresh.load_state_dict(anchored_agent(1.0).state_dict())
+    assert fresh.anchor is None
+
+
+def test_a_strong_anchor_keeps_the_policy_near_its_start():
+    """The bandit's target is far from the start: without an anchor the policy walks towards
+    it; with a strong one its KL to the start stays a fraction of that."""
+    def final_kl(coef):
+        agent, gen = anchored_agent(coef), torch.Generator().manual_seed(1)
+        start = copy.deepcopy(agent.policy)
+        for _ in range(15):
+            paths = bandit_paths(agent.policy, gen)
+            agent.train_step(paths, gen)
+        obs = paths.observations.reshape(-1, 3)
+        with torch.no_grad():
+            return float(gaussian_kl(start(obs), start.log_std, agent.policy(obs),
+                                     agent.policy.log_std))
+
+    free, held = final_kl(0.0), final_kl(20.0)
+    assert held < 0.3 * free

@@ -228,3 +228,73 @@ def test_closed_form_fvp_equals_double_backprop():
     for seed in range(3):
         v = torch.randn(policy.flat_params().numel(), generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(fast(v), slow(v), rtol=1e-4, atol=1e-6)
+
+
+def penalised_objective(policy, obs, act, adv, old_ll, anchor, coef):
+    """The surrogate minus coef x mean KL(anchor || policy), every term in the policy's dtype."""
+    kl = gaussian_kl(anchor(obs), anchor.log_std, policy(obs), policy.log_std)
+    return surrogate(policy, obs, act, adv, old_ll) - coef * kl
+
+
+def test_anchored_step_follows_the_natural_gradient_of_the_penalised_surrogate():
+    """With an anchor the step is alpha (F + damping I)^-1 g, g the gradient of the surrogate
+    minus coef x KL(anchor || policy), here by central differences in float64."""
+    policy = GaussianMLP(3, 2, (6,), init_log_std=-0.3, seed=2)
+    anchor = GaussianMLP(3, 2, (6,), init_log_std=-0.6, seed=7).requires_grad_(False)
+    obs, act, adv = bandit_batch(policy, n=64, seed=3)
+    p64, a64 = copy.deepcopy(policy).double(), copy.deepcopy(anchor).double()
+    obs64, act64, adv64 = obs.double(), act.double(), adv.double()
+    with torch.no_grad():
+        old_ll = p64.log_likelihood(obs64, act64)
+        theta = p64.flat_params().clone()
+        grad = torch.zeros_like(theta)
+        for i in range(len(theta)):
+            values = []
+            for sign in (1.0, -1.0):
+                shifted = theta.clone()
+                shifted[i] += sign * 1e-6
+                p64.set_flat_params(shifted)
+                values.append(penalised_objective(p64, obs64, act64, adv64, old_ll, a64, 0.7))
+            grad[i] = (values[0] - values[1]) / 2e-6
+        p64.set_flat_params(theta)
+    fisher = explicit_fisher(policy, obs) + 1e-3 * torch.eye(len(grad), dtype=torch.float64)
+    natural = torch.linalg.solve(fisher, grad)
+    alpha = torch.sqrt(0.01 / (grad @ natural))
+    before = policy.flat_params().double()
+    stats = npg_step(policy, obs, act, adv, 0.01, cg_iters=200, damping=1e-3, anchor=anchor,
+                     anchor_kl_coef=0.7)
+    step = policy.flat_params().double() - before
+    assert torch.linalg.norm(step - alpha * natural) < 1e-3 * torch.linalg.norm(alpha * natural)
+    with torch.no_grad():
+        kl = gaussian_kl(a64(obs64), a64.log_std, p64(obs64), p64.log_std)
+    assert stats["anchor_kl"] == pytest.approx(float(kl), rel=1e-5)
+
+
+def test_anchor_at_the_policy_changes_nothing_and_pulls_a_moved_policy_back():
+    """At the anchor the KL's gradient is 0 (up to the 1e-8 of its variance term and float32
+    rounding): the step is the plain one, anchor_kl 0. Away from it, with advantages 0, the
+    step lowers the KL to the anchor."""
+    def start():
+        policy = GaussianMLP(3, 2, (16, 16), init_log_std=-0.5, seed=1)
+        return policy, *bandit_batch(policy)
+
+    policy, obs, act, adv = start()
+    before = policy.flat_params().clone()
+    plain = npg_step(policy, obs, act, adv, 0.01, 25, 1e-3)
+    assert "anchor_kl" not in plain
+    anchored, *_ = start()
+    anchor = copy.deepcopy(anchored).requires_grad_(False)
+    stats = npg_step(anchored, obs, act, adv, 0.01, 25, 1e-3, anchor=anchor, anchor_kl_coef=5.0)
+    assert stats["anchor_kl"] == 0.0
+    step, anchored_step = policy.flat_params() - before, anchored.flat_params() - before
+    assert torch.linalg.norm(anchored_step - step) < 1e-3 * torch.linalg.norm(step)
+
+    def anchor_kl(p):
+        with torch.no_grad():
+            return float(gaussian_kl(anchor(obs), anchor.log_std, p(obs), p.log_std))
+
+    moved = anchor_kl(policy)
+    assert moved > 0
+    npg_step(policy, obs, act, torch.zeros_like(adv), 0.001, 25, 1e-3, anchor=anchor,
+             anchor_kl_coef=1.0)
+    assert anchor_kl(policy) < 0.5 * moved

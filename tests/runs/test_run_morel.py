@@ -312,3 +312,30 @@ def test_max_kl_keeps_a_huge_step_from_collapsing_the_policy(setup, tmp_path):
     log = read_job_log(tmp_path / "job")
     assert all(kl <= 0.05 for kl in log["kl_dist"]) and min(log["kl_backtracks"]) >= 5
     assert all(n > 0 for n in log["num_samples"])
+
+
+def test_anchored_run_logs_its_kl_and_resumes_exactly(setup, tmp_path):
+    """anchor_kl_coef: the anchor is the BC policy (KL 0 at iteration 0, then > 0), kept in the
+    checkpoint, so that a killed and resumed run equals an uninterrupted one."""
+    root, data, _, full = setup
+    assert full.returncode == 0, full.stderr
+    config = tmp_path / "anchor.txt"
+    models = root / "full" / "models.pt"
+    config.write_text(CONFIG.format(
+        data=data, extra=f"'model_file': '{models}', 'anchor_kl_coef': 2.0,\n"))
+    whole = run_script("run_morel.py", "--config", config, "--output", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    log, plain = read_job_log(tmp_path / "whole"), read_job_log(root / "full")
+    assert log["bc_loss_after"] == plain["bc_loss_after"]
+    assert log["anchor_kl"][0] == 0.0 and all(k > 0 for k in log["anchor_kl"][1:])
+    # the first paths come from the BC policy either way; the steps then differ
+    assert "anchor_kl" not in plain and log["train_score"][0] == plain["train_score"][0]
+    assert log["train_score"][1:] != plain["train_score"][1:]
+    job = tmp_path / "killed"
+    assert kill_at_first_checkpoint("run_morel.py", "--config", config, "--output", job,
+                                    job=job) == 2
+    assert "anchor" in torch.load(job / "iterations" / "checkpoint.pt",
+                                  weights_only=True)["agent"]
+    resumed = run_script("run_morel.py", "--config", config, "--output", job, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(tmp_path / "whole", job, TIMING)

@@ -130,3 +130,22 @@ def test_policy_average_keeps_the_iterates_and_scores_the_average(runs, tmp_path
     assert log["kl_dist"] == plain["kl_dist"][:2]  # the same NPG iterates
     assert log["iterate_eval_score"] == plain["eval_score"][:2]
     assert log["eval_score"] != log["iterate_eval_score"]
+
+
+def test_set_overrides_keys_and_an_anchor_starts_at_the_init_policy(runs, tmp_path):
+    """--set as in run_morel.py; with init_policy and anchor_kl_coef the anchor is the
+    policy loaded, KL 0 at the first step and > 0 after it."""
+    root, config, full, _, _ = runs
+    assert full.returncode == 0, full.stderr
+    out = run_script("train_policy.py", "--config", config, "--output", tmp_path / "anchored",
+                     "--set", "num_iter=3", "--set", "anchor_kl_coef=5.0", "--set",
+                     f"init_policy='{root / 'full' / 'iterations' / 'policy_1.pt'}'")
+    assert out.returncode == 0, out.stderr
+    job_data = json.loads((tmp_path / "anchored" / "job_data.json").read_text())
+    assert job_data["num_iter"] == 3 and job_data["anchor_kl_coef"] == 5.0
+    log = read_job_log(tmp_path / "anchored")
+    assert log["anchor_kl"][0] == 0.0 and all(k > 0 for k in log["anchor_kl"][1:])
+    bad = run_script("train_policy.py", "--config", config, "--output", tmp_path / "bad",
+                     "--set", "step_size=-1")
+    assert bad.returncode == 2 and "step_size" in bad.stderr
+    assert not (tmp_path / "bad").exists()
