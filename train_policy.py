@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from morel.config.cli import add_tensorboard_flag
+from morel.config.cli import add_set_flag, add_tensorboard_flag
 from morel.config.files import apply_assignments, load_config, override
 from morel.config.train import PolicyTrainConfig
 from morel.core.device import resolve_device
@@ -39,8 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--num_iter", type=int, default=None, help="override the config's num_iter")
     p.add_argument("--print_freq", type=int, default=None,
                    help="override the config's print_freq (1: the full table every iteration)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable), e.g. --set step_size=0.05")
+    add_set_flag(p, "step_size=0.05")
     add_tensorboard_flag(p)
     p.add_argument("--save_samples", action="store_true",
                    help="keep each iteration's episodes as JOB/samples/iter_N.npz")

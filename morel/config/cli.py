@@ -21,10 +21,15 @@ def add_config_args(p: argparse.ArgumentParser, output_help: str = "job director
                    help="reward file (overrides the config's reward_file)")
     p.add_argument("--device", default=None, help="override the config's device")
     p.add_argument("--seed", type=seed_arg, default=None, help="override the config's seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable), e.g. --set data_file=d.npz")
+    add_set_flag(p, "data_file=d.npz")
     if tensorboard:
         add_tensorboard_flag(p)
+
+
+def add_set_flag(p: argparse.ArgumentParser, example: str) -> None:
+    """--set KEY=VALUE (repeatable): config-key overrides for `apply_assignments`."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override any config key (repeatable), e.g. --set {example}")
 
 
 def add_tensorboard_flag(p: argparse.ArgumentParser) -> None:

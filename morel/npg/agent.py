@@ -134,9 +134,9 @@ class NPGAgent:
             "stoc_pol_min": float(path_returns.min()),
         }
         if s.policy_average and self.average is None:
-            self.average = copy.deepcopy(self.policy)
+            self.average = self._policy_copy()
         if s.anchor_kl_coef and self.anchor is None:
-            self.anchor = copy.deepcopy(self.policy).requires_grad_(False)
+            self.anchor = self._policy_copy(frozen=True)
         step = npg_step(self.policy, batch.valid(batch.observations), batch.valid(batch.actions),
                         batch.valid(advantages), s.step_size, s.cg_iters, s.damping,
                         s.hvp_sample_frac, generator, s.max_kl, self.anchor, s.anchor_kl_coef)
@@ -185,20 +185,20 @@ class NPGAgent:
             state["anchor"] = self.anchor.state_dict()
         return state
 
+    def _policy_copy(self, weights: dict[str, Any] | None = None,
+                     frozen: bool = False) -> GaussianMLP:
+        """A copy of the policy (the average's or the anchor's start), with `weights` loaded
+        when given; `frozen`: no gradients."""
+        kept = copy.deepcopy(self.policy).requires_grad_(not frozen)
+        if weights is not None:
+            kept.load_state_dict(weights)
+        return kept
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
-        if "average" in state:
-            if self.average is None:
-                self.average = copy.deepcopy(self.policy)
-            self.average.load_state_dict(state["average"])
-        else:
-            self.average = None
-        if "anchor" in state:
-            if self.anchor is None:
-                self.anchor = copy.deepcopy(self.policy).requires_grad_(False)
-            self.anchor.load_state_dict(state["anchor"])
-        else:
-            self.anchor = None
+        self.average = self._policy_copy(state["average"]) if "average" in state else None
+        self.anchor = (self._policy_copy(state["anchor"], frozen=True) if "anchor" in state
+                       else None)
         self.baseline.load_state_dict(state["baseline"])
         self.running_score = state["running_score"]
         self.rejected_in_a_row = state.get("rejected_in_a_row", 0)

@@ -121,11 +121,16 @@ def test_nan_policy_is_never_saved(tmp_path):
     assert not (tmp_path / "p.pt").exists()
 
 
-def averaging_agent(b):
+def small_agent(**settings):
+    """A bandit-sized agent; `settings`: NPGSettings keys beside its step and GAE ones."""
     policy = GaussianMLP(3, 2, (16,), init_log_std=-0.5, seed=0)
     return NPGAgent(policy, MLPBaseline(3, seed=0, batch_size=32),
                     NPGSettings(step_size=0.05, gamma=0.9, gae_lambda=0.95, cg_iters=10,
-                                damping=1e-3, policy_average=b))
+                                damping=1e-3, **settings))
+
+
+def averaging_agent(b):
+    return small_agent(policy_average=b)
 
 
 def test_policy_average_follows_the_iterates_in_float64():
@@ -169,10 +174,7 @@ def test_policy_average_zero_keeps_no_copy_and_a_rejected_step_restores_it(monke
 
 
 def anchored_agent(coef):
-    policy = GaussianMLP(3, 2, (16,), init_log_std=-0.5, seed=0)
-    return NPGAgent(policy, MLPBaseline(3, seed=0, batch_size=32),
-                    NPGSettings(step_size=0.05, gamma=0.9, gae_lambda=0.95, cg_iters=10,
-                                damping=1e-3, anchor_kl_coef=coef))
+    return small_agent(anchor_kl_coef=coef)
 
 
 def test_anchor_is_the_start_policy_kept_frozen_saved_and_restored(monkeypatch):
