@@ -50,7 +50,10 @@ class HaltRules:
     disagreement_cost: reward subtracted per unit of disagreement at every step (ours, a
     MOPO-style soft penalty beside the hard halt; 0: none, the original);
     halt_patience: a path halts once its disagreement has exceeded truncate_lim on this many
-    consecutive steps (ours; 1: the original, a single crossing halts).
+    consecutive steps (ours; 1: the original, a single crossing halts);
+    member_min_reward: each step earns the least reward any member's prediction of its next
+    state gives (ours, a lower confidence bound on the reward; False: the path's own member's
+    next state, the original).
     """
 
     truncate_lim: float | None
@@ -61,6 +64,7 @@ class HaltRules:
     bound: float = 100.0  # states and actions are clamped to +-bound
     disagreement_cost: float = 0.0
     halt_patience: int = 1
+    member_min_reward: bool = False
 
 
 @dataclass
@@ -81,6 +85,18 @@ def zero_reward(paths: dict[str, torch.Tensor], _timing: str = "next") -> torch.
     """A reward function of 0 for every step [N, T]: for model paths that only their lengths
     and states matter for (utils/check_model.py, utils/check_survival.py)."""
     return torch.zeros(paths["observations"].shape[:2])
+
+
+def least_member_reward(preds: torch.Tensor, states: torch.Tensor, actions: torch.Tensor,
+                        reward_fn: RewardFn, timing: str) -> torch.Tensor:
+    """[L] the least reward of one step over the members' predicted next states preds
+    [E, L, obs_dim] from states [L, obs_dim] under actions [L, act_dim]."""
+    num_models, num, _ = preds.shape
+    step = {"observations": states.repeat(num_models, 1)[:, None],
+            "actions": actions.repeat(num_models, 1)[:, None],
+            "next_observations": preds.reshape(num_models * num, 1, -1)}
+    rewards = torch.as_tensor(reward_fn(step, timing), dtype=torch.float32, device=preds.device)
+    return rewards.reshape(num_models, num).amin(0)
 
 
 @torch.no_grad()
@@ -109,9 +125,10 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     disagreement exceeds truncate_lim (not counted on the step that ends the path) and, with
     rules.halt_patience k, did so on each of the k - 1 steps before it, at length
     max(min_halt_length, t + 1). Paths the termination function ends before
-    min_length steps are dropped. Rewards are reward_fn * act_repeat, less
-    rules.disagreement_cost times each step's disagreement; finished paths stop costing
-    compute (the live set is compacted each step).
+    min_length steps are dropped. Rewards are reward_fn * act_repeat (with
+    rules.member_min_reward the least of reward_fn over every member's predicted next state,
+    clamped and without state noise), less rules.disagreement_cost times each step's
+    disagreement; finished paths stop costing compute (the live set is compacted each step).
     """
     dev, num_models = start_states.device, model.num_models
     if (member_per_step or state_noise is not None) and generator is None:
@@ -133,6 +150,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     halt_on = rules.truncate_lim is not None and num_models > 1
     cost_on = rules.disagreement_cost != 0 and num_models > 1
     cost_buf = torch.zeros(num, horizon, device=dev) if cost_on else None
+    min_reward_on = rules.member_min_reward and num_models > 1
+    min_reward_buf = torch.zeros(num, horizon, device=dev) if min_reward_on else None
     for t in range(horizon):
         actions = policy(states)
         if not mean_action:
@@ -158,6 +177,9 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
         disagreement = max_pairwise_distance(preds) if halt_on or cost_on else None
         if cost_on:
             cost_buf[live, t] = disagreement
+        if min_reward_on:
+            min_reward_buf[live, t] = least_member_reward(preds.clamp(-rules.bound, rules.bound),
+                                                          states, executed, reward_fn, timing)
         if halt_on:
             # the original checks steps 0..T-2 of a path: not the step that ends it
             over = (disagreement > rules.truncate_lim) & ~done
@@ -183,7 +205,8 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
     mask = (steps[None, :] < length[:, None]).float()
     paths = {"observations": obs_buf, "actions": clip_to_box(act_buf, action_box),
              "next_observations": next_buf}
-    rewards = torch.as_tensor(reward_fn(paths, timing), dtype=torch.float32, device=dev)
+    rewards = (min_reward_buf if min_reward_on
+               else torch.as_tensor(reward_fn(paths, timing), dtype=torch.float32, device=dev))
     rewards = rewards * act_repeat * mask
     if cost_on:
         rewards = rewards - rules.disagreement_cost * cost_buf * mask

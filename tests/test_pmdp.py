@@ -371,3 +371,34 @@ def test_halt_patience_needs_that_many_consecutive_steps_over_the_limit():
     # within 9 steps only member 1's first two steps from -5.3 and the paths from 0 run over
     assert never.batch.lengths.tolist() == [9, 7, 4, 6]
     assert never.halted.tolist() == [False, True, True, True]
+
+
+def test_member_min_reward_takes_the_least_reward_over_the_members_predictions():
+    """member_min_reward: each step earns min over members of r(s, a, f_e(s, a)); on the drift
+    ensemble with r = x' - x / 2 that is min(x + 1, 1.1 x + 1) - x / 2 at the path's own state
+    x, below the own member's reward where the members differ; lengths, halts and a single
+    member's paths are unchanged."""
+    def next_minus_half(paths, timing):
+        return paths["next_observations"][..., 0] - 0.5 * paths["observations"][..., 0]
+
+    starts = torch.tensor([[0.5, 0.0], [-1.0, 2.0], [2.0, -1.0]])
+    model = drift_ensemble(0.1)
+    own = pmdp_rollouts(model, still_policy(), starts, 10, HaltRules(0.45), next_minus_half, None)
+    least = pmdp_rollouts(model, still_policy(), starts, 10,
+                          HaltRules(0.45, member_min_reward=True), next_minus_half, None)
+    torch.testing.assert_close(least.batch.lengths, own.batch.lengths)
+    assert torch.equal(least.halted, own.halted)
+    x = least.batch.observations[..., 0]
+    expected = (torch.minimum(x + 1, 1.1 * x + 1) - 0.5 * x) * least.batch.mask
+    torch.testing.assert_close(least.batch.rewards, expected)
+    assert bool((least.batch.rewards <= own.batch.rewards + 1e-6).all())
+    assert float((own.batch.rewards - least.batch.rewards).max()) > 0.05
+    single = DynamicsEnsemble(1, 2, 1, (), seed=0)
+    with torch.no_grad():
+        single.weights[0].copy_(model.weights[0][:1])
+        single.biases[0].copy_(model.biases[0][:1])
+    plain = pmdp_rollouts(single, still_policy(), starts, 10, HaltRules(None), next_minus_half,
+                          None)
+    alone = pmdp_rollouts(single, still_policy(), starts, 10,
+                          HaltRules(None, member_min_reward=True), next_minus_half, None)
+    assert torch.equal(plain.batch.rewards, alone.batch.rewards)

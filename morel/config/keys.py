@@ -37,7 +37,7 @@ GROUPS = {
         "pessimistic MDP": ("pessimism_coef", "halt_quantile", "truncate_reward", "halt_terminates",
                             "halt_penalty", "halt_patience", "update_paths", "horizon",
                             "start_state", "buffer_frac", "rollout_member", "model_noise",
-                            "disagreement_penalty"),
+                            "disagreement_penalty", "member_min_reward"),
         "policy and NPG": ("bc_init", "bc_init_std", "bc_epochs", "bc_normalize", "bc_holdout",
                            *POLICY),
         "value baseline": BASELINE,

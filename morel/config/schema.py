@@ -286,6 +286,12 @@ class MorelConfig(CommonKeys):
             "every step (ours, a MOPO-style soft penalty beside the halt; 0: none, the "
             "original)"),
     )
+    member_min_reward: bool = field(
+        default=False,
+        metadata=doc("each model step earns the least reward any member's predicted next state "
+                     "gives, a lower confidence bound on the reward (ours; False: the path's "
+                     "own member, the original)"),
+    )
     model_noise: float = field(
         default=0.0,
         metadata=non_negative(

@@ -172,7 +172,7 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     # disagreement_penalty is per unit of the data's largest disagreement (none: one member)
     cost = cfg.disagreement_penalty / disagreement_max if disagreement_max > 0 else 0.0
     rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates, disagreement_cost=cost,
-                      halt_patience=cfg.halt_patience)
+                      halt_patience=cfg.halt_patience, member_min_reward=cfg.member_min_reward)
     horizon = min(cfg.horizon, probe.horizon)
     action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
                         for b in probe.action_box) if cfg.clip_actions else None)
@@ -220,6 +220,7 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
             "iter_time": time.perf_counter() - t_start, "time_sampling": time_sampling,
             **stats, "time_eval": time.perf_counter() - t_eval,
             "halt_frac": float(rollouts.halted.float().mean()),
+            "terminated_frac": float(rollouts.env_terminated.float().mean()),
             "dropped_paths": rollouts.num_dropped,
             "mean_path_length": float(rollouts.batch.lengths.float().mean()),
             **mean_action_stats(mean_paths), **scores},

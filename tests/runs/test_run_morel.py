@@ -56,9 +56,14 @@ def test_job_directory_and_log(setup):
     assert "share of data pairs over truncate_lim" in full.stdout + full.stderr
     log = read_job_log(job)
     for key in ("train_score", "eval_score", "eval_score_normalized", "kl_dist", "halt_frac",
-                "VF_error_after", "model_mean_score", "model_mean_length"):
+                "terminated_frac", "VF_error_after", "model_mean_score", "model_mean_length"):
         assert len(log[key]) == 4, key
         assert all(math.isfinite(v) for v in log[key]), key
+    # every kept model path halts, falls or reaches the horizon (60)
+    for halted, fell, length in zip(log["halt_frac"], log["terminated_frac"],
+                                    log["mean_path_length"]):
+        assert 0 <= halted and 0 <= fell and halted + fell <= 1
+        assert (1 - halted - fell) * 60 <= length + 1e-9
     # the mean-action policy's model paths: 10 starts x 3 members, horizon 60
     assert all(0 <= h <= 1 for h in log["model_mean_halt_frac"])
     assert all(0 < n <= 60 for n in log["model_mean_length"])
@@ -159,6 +164,14 @@ def test_learn_model_then_run_with_model_file(setup):
     paid_log = read_job_log(root / "paid")
     assert paid_log["mean_path_length"][0] == path_log["mean_path_length"][0]
     assert paid_log["train_score"][0] < path_log["train_score"][0]
+    # the least member's reward: iteration 0 rolls the same paths and earns less on them
+    least = run_script("run_morel.py", "--config", loaded, "--output", root / "least",
+                       "--set", "member_min_reward=True")
+    assert least.returncode == 0, least.stderr
+    least_log = read_job_log(root / "least")
+    assert least_log["mean_path_length"][0] == path_log["mean_path_length"][0]
+    assert least_log["halt_frac"][0] == path_log["halt_frac"][0]
+    assert least_log["train_score"][0] < path_log["train_score"][0]
     # halt patience longer than any path: the same start, and iteration 0's paths never halt
     patient = run_script("run_morel.py", "--config", loaded, "--output", root / "patient",
                          "--set", "halt_patience=1000")
@@ -228,7 +241,8 @@ def test_bc_init_std_starts_the_policy_at_the_data_spread(setup, tmp_path):
     out = run_script("run_morel.py", "--config", config, "--output", tmp_path / "job")
     assert out.returncode == 0, out.stderr
     # the data was sampled with the logging policy's own std; BC's residual is at least that
-    logging_std = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt")[0].log_std.exp()
+    logging_policy = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt")[0]
+    logging_std = logging_policy.log_std.detach().exp()
     std = read_job_log(tmp_path / "job")["bc_init_std"][0]
     assert 0.9 * float(logging_std.mean()) < std < float(torch.exp(torch.tensor(-0.25)))
     config.write_text(config.read_text().replace("'bc_init': True", "'bc_init': False"))
