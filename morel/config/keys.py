@@ -44,7 +44,7 @@ GROUPS = {
     },
     PolicyTrainConfig: {
         "run": RUN,
-        "sampling": ("num_samples", "num_envs"),
+        "sampling": ("num_samples", "num_envs", "episode_horizon"),
         "policy and NPG": POLICY,
         "value baseline": BASELINE,
     },

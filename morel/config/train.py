@@ -27,6 +27,14 @@ class PolicyTrainConfig(CommonKeys):
         default=20_000, metadata=count("env steps per iteration (whole episodes)", 10**9)
     )
     num_envs: int = field(default=8, metadata=count("envs stepped together", 1024))
+    episode_horizon: int | None = field(
+        default=None,
+        metadata=doc("sampled episodes end after this many steps in a terminal state, a "
+                     "finite-horizon problem as in a P-MDP whose paths all end early (ours; "
+                     "None: the env's time limit, where a cut episode bootstraps); evaluation "
+                     "episodes keep the env's time limit",
+                     lambda v: v is None or v >= 1, "must be a step count >= 1 or None"),
+    )
     vf_batch_size: int = field(default=64,
                                metadata=count("value baseline minibatch size", 10**7))
     vf_epochs: int = field(default=2,

@@ -44,6 +44,15 @@ def save_samples(job: Path, it: int, paths: list[dict[str, Any]], cfg: PolicyTra
     save_dataset(Dataset(paths, meta), job / "samples" / f"iter_{it}.npz", force=True)
 
 
+def finite_horizon(paths: list[dict[str, Any]], horizon: int | None) -> list[dict[str, Any]]:
+    """The paths with those cut at `horizon` steps marked terminal (bootstrap 0); None: as
+    they are (a cut path bootstraps from its last state's value)."""
+    if horizon is None:
+        return paths
+    return [{**p, "terminated": bool(p["terminated"]) or len(p["rewards"]) >= horizon}
+            for p in paths]
+
+
 def train_policy(cfg: PolicyTrainConfig, job: Path, device: torch.device, resume: bool = False,
                  force: bool = False, keep_samples: bool = False) -> float:
     """Train (or resume) a policy for `cfg` into job directory `job`; returns the best score."""
@@ -59,6 +68,9 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
                   keep_samples: bool) -> float:
     """train_policy's work once the job directory is prepared and locked."""
     vec_env = make_vector_env(cfg.env_name, cfg.num_envs, cfg.act_repeat)
+    if cfg.episode_horizon is not None:  # sampled episodes only: evaluation keeps the env's
+        for env in vec_env.envs:
+            env.horizon = min(env.horizon, cfg.episode_horizon)
     eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat)
                 if cfg.eval_rollouts else None)
     env0 = vec_env.envs[0]
@@ -84,7 +96,7 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
         time_sampling = time.perf_counter() - t_start
         if keep_samples:
             save_samples(job, it, paths, cfg, obs_dim)
-        batch = PathBatch.from_paths(paths, device)
+        batch = PathBatch.from_paths(finite_horizon(paths, cfg.episode_horizon), device)
         stats, rejection = agent.guarded_step(batch, torch_generator(stream(cfg.seed,
                                                                             Stream.ITERATION,
                                                                             it)))

@@ -149,3 +149,27 @@ def test_set_overrides_keys_and_an_anchor_starts_at_the_init_policy(runs, tmp_pa
                      "--set", "step_size=-1")
     assert bad.returncode == 2 and "step_size" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_episode_horizon_cuts_sampled_episodes_into_terminal_ones(runs, tmp_path):
+    """episode_horizon H: every sampled episode ends within H steps and those cut at H are
+    terminal in the update's batch (the saved samples keep the env's own flag)."""
+    from morel.data.datasets import load_dataset
+    from morel.runs.train import finite_horizon
+
+    _, config, _, _, _ = runs
+    out = run_script("train_policy.py", "--config", config, "--output", tmp_path / "short",
+                     "--set", "num_iter=2", "--set", "episode_horizon=15", "--save_samples")
+    assert out.returncode == 0, out.stderr
+    data = load_dataset(tmp_path / "short" / "samples" / "iter_1.npz")
+    lengths = [len(p["rewards"]) for p in data.paths]
+    assert max(lengths) == 15 and len(lengths) >= 300 // 15
+    assert any(len(p["rewards"]) == 15 and not p["terminated"] for p in data.paths)
+    marked = finite_horizon(data.paths, 15)
+    assert all(p["terminated"] for p in marked if len(p["rewards"]) == 15)
+    assert [p["terminated"] for p in marked if len(p["rewards"]) < 15] == \
+        [p["terminated"] for p in data.paths if len(p["rewards"]) < 15]
+    assert finite_horizon(data.paths, None) is data.paths
+    bad = run_script("train_policy.py", "--config", config, "--output", tmp_path / "bad",
+                     "--set", "episode_horizon=0")
+    assert bad.returncode == 2 and "episode_horizon" in bad.stderr
