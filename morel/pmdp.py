@@ -53,7 +53,9 @@ class HaltRules:
     consecutive steps (ours; 1: the original, a single crossing halts);
     member_min_reward: each step earns the least reward any member's prediction of its next
     state gives (ours, a lower confidence bound on the reward; False: the path's own member's
-    next state, the original).
+    next state, the original);
+    falls_terminate: paths the termination function ends are terminal (ours); None: as
+    halt_terminates while halting runs (the original: not terminal), else terminal.
     """
 
     truncate_lim: float | None
@@ -65,6 +67,7 @@ class HaltRules:
     disagreement_cost: float = 0.0
     halt_patience: int = 1
     member_min_reward: bool = False
+    falls_terminate: bool | None = None
 
 
 @dataclass
@@ -212,12 +215,10 @@ def pmdp_rollouts(model: DynamicsEnsemble, policy: GaussianMLP, start_states: to
         rewards = rewards - rules.disagreement_cost * cost_buf * mask
     last = (length - 1).clamp(min=0)
     rewards[torch.arange(num, device=dev), last] += rules.halt_reward * halted.float()
-    if halt_on:
-        terminated = halted & rules.halt_terminates
-        if rules.halt_terminates:
-            terminated |= env_done
-    else:
-        terminated = env_done
+    falls_terminate = rules.falls_terminate
+    if falls_terminate is None:
+        falls_terminate = rules.halt_terminates if halt_on else True
+    terminated = (env_done & falls_terminate) | (halted & rules.halt_terminates)
     keep = valid.nonzero().squeeze(1)
     width = int(length[keep].max()) if len(keep) else 1
     batch = PathBatch(obs_buf[keep, :width], act_buf[keep, :width], rewards[keep, :width],

@@ -402,3 +402,38 @@ def test_member_min_reward_takes_the_least_reward_over_the_members_predictions()
     alone = pmdp_rollouts(single, still_policy(), starts, 10,
                           HaltRules(None, member_min_reward=True), next_minus_half, None)
     assert torch.equal(plain.batch.rewards, alone.batch.rewards)
+
+
+@pytest.mark.parametrize("halt_terminates, falls_terminate, want", [
+    (False, None, [False, False, False, False]),  # the original: nothing is terminal
+    (True, None, [True, True, True, True]),  # the paper's absorbing HALT, falls alike
+    (False, True, [True, False, True, False]),  # falls end, halted paths bootstrap
+    (True, False, [False, True, False, True]),
+])
+def test_falls_and_halts_are_terminal_as_the_rules_say(halt_terminates, falls_terminate, want):
+    def done_at_x3(paths, timing):
+        return paths["observations"][..., 0] >= 3.0
+
+    # from x=-2 both members fall (x >= 3) at lengths 6 and 7 below the threshold; from
+    # x=-10 the disagreement 0.1 |x| = 1 is over it at once: both halt at the minimum length
+    starts = torch.tensor([[-2.0, 0.0], [-10.0, 0.0]])
+    rules = HaltRules(0.65, halt_terminates=halt_terminates, falls_terminate=falls_terminate)
+    out = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 20, rules, zero_reward,
+                        done_at_x3, timing="current")
+    assert out.batch.lengths.tolist() == [6, 4, 7, 4]
+    assert out.env_terminated.tolist() == [True, False, True, False]
+    assert out.halted.tolist() == [False, True, False, True]
+    assert out.batch.terminated.tolist() == want
+
+
+def test_without_halting_falls_terminate_unless_told_not_to():
+    def done_at_x3(paths, timing):
+        return paths["observations"][..., 0] >= 3.0
+
+    starts = torch.tensor([[-2.0, 0.0]])
+    for falls, want in ((None, True), (True, True), (False, False)):
+        out = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 20,
+                            HaltRules(None, falls_terminate=falls), zero_reward, done_at_x3,
+                            timing="current")
+        assert out.batch.lengths.tolist() == [6, 7]
+        assert out.batch.terminated.tolist() == [want, want]

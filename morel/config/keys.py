@@ -25,7 +25,7 @@ RUN = ("env_name", "act_repeat", "seed", "num_iter", "eval_rollouts", "save_freq
 POLICY = ("init_policy", "policy_size", "init_log_std", "min_log_std", "step_size", "max_kl",
           "policy_average", "anchor_kl_coef", "gamma", "gae_lambda", "npg_hp.FIM_invert_args.iters",
           "npg_hp.FIM_invert_args.damping", "npg_hp.hvp_sample_frac")
-BASELINE = ("vf_hidden_size", "vf_lr", "vf_wd", "vf_batch_size", "vf_epochs")
+BASELINE = ("vf_hidden_size", "vf_lr", "vf_wd", "vf_batch_size", "vf_epochs", "value_targets")
 GROUPS = {
     MorelConfig: {
         "run": RUN,
@@ -35,16 +35,16 @@ GROUPS = {
                               "fit_holdout", "fit_patience", "num_elites", "refresh_fit",
                               "clip_actions"),
         "pessimistic MDP": ("pessimism_coef", "halt_quantile", "truncate_reward", "halt_terminates",
-                            "halt_penalty", "halt_patience", "update_paths", "horizon",
-                            "start_state", "buffer_frac", "rollout_member", "model_noise",
-                            "disagreement_penalty", "member_min_reward"),
+                            "falls_terminate", "halt_penalty", "halt_patience", "update_paths",
+                            "horizon", "start_state", "buffer_frac", "rollout_member",
+                            "model_noise", "disagreement_penalty", "member_min_reward"),
         "policy and NPG": ("bc_init", "bc_init_std", "bc_epochs", "bc_normalize", "bc_holdout",
                            *POLICY),
         "value baseline": BASELINE,
     },
     PolicyTrainConfig: {
         "run": RUN,
-        "sampling": ("num_samples", "num_envs", "episode_horizon"),
+        "sampling": ("num_samples", "num_envs", "episode_horizon", "cut_terminates"),
         "policy and NPG": POLICY,
         "value baseline": BASELINE,
     },

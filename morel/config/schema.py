@@ -148,6 +148,13 @@ class CommonKeys(ConfigMethods):
                            metadata=count("value baseline epochs per iteration", 10_000))
     gamma: float = field(default=0.995, metadata=unit("discount"))
     gae_lambda: float = field(default=0.97, metadata=unit("GAE lambda"))
+    value_targets: Literal["returns", "lambda"] = field(
+        default="returns",
+        metadata=doc("what the value baseline regresses: 'returns', each path's discounted "
+                     "reward-to-go (the original; a path that ends early carries no value past "
+                     "its end), or 'lambda', the GAE lambda-returns A_t + V(s_t), which bootstrap "
+                     "from the baseline at a path's non-terminal end (ours)"),
+    )
     npg_hp: NPGHyper = field(default_factory=NPGHyper, metadata=doc("NPG extra arguments"))
     source: str | None = field(default=None, compare=False,
                                metadata=doc("config file this came from (not a key)"))
@@ -218,6 +225,13 @@ class MorelConfig(CommonKeys):
         default=False,
         metadata=doc("halted paths are terminal (the paper's absorbing HALT); False: the "
                      "original code, where no model path is terminal once halting runs"),
+    )
+    falls_terminate: bool | None = field(
+        default=None,
+        metadata=doc("model paths that the reward file's termination function ends (falls) "
+                     "are terminal, bootstrap 0 (True) or bootstrap from the value baseline "
+                     "(False; ours); None: the original's rule, as halt_terminates while halting "
+                     "runs and terminal without halting"),
     )
     halt_penalty: float = field(
         default=0.0,

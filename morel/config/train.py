@@ -35,6 +35,12 @@ class PolicyTrainConfig(CommonKeys):
                      "episodes keep the env's time limit",
                      lambda v: v is None or v >= 1, "must be a step count >= 1 or None"),
     )
+    cut_terminates: bool = field(
+        default=True,
+        metadata=doc("with episode_horizon: an episode cut at the horizon is terminal (True, "
+                     "its value past the cut is 0) or bootstraps from the value baseline at "
+                     "its last state like a time-limit cut (False; ours)"),
+    )
     vf_batch_size: int = field(default=64,
                                metadata=count("value baseline minibatch size", 10**7))
     vf_epochs: int = field(default=2,

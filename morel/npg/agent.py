@@ -46,13 +46,14 @@ class NPGSettings:
     max_kl: float | None = None
     policy_average: float = 0.0
     anchor_kl_coef: float = 0.0
+    value_targets: str = "returns"
 
     @classmethod
     def from_config(cls, cfg: CommonKeys) -> NPGSettings:
         fim = cfg.npg_hp.FIM_invert_args
         return cls(cfg.step_size, cfg.gamma, cfg.gae_lambda, fim.iters, fim.damping,
                    cfg.npg_hp.hvp_sample_frac, cfg.max_kl, cfg.policy_average,
-                   cfg.anchor_kl_coef)
+                   cfg.anchor_kl_coef, cfg.value_targets)
 
 
 def policy_from_config(cfg: CommonKeys, obs_dim: int, act_dim: int) -> GaussianMLP:
@@ -116,10 +117,11 @@ class NPGAgent:
         s = self.settings
         check_finite("the paths' observations, actions or rewards (model predictions or the "
                      "reward function)", batch.observations, batch.actions, batch.rewards)
-        returns = discounted_returns(batch.rewards, batch.mask, s.gamma)
         values = self.baseline.predict(batch)
         advantages = gae_advantages(batch.rewards, values, batch.mask, batch.terminated,
                                     s.gamma, s.gae_lambda)
+        targets = (advantages + values if s.value_targets == "lambda"
+                   else discounted_returns(batch.rewards, batch.mask, s.gamma))
         advantages = whiten(advantages, batch.mask)
         check_finite("the advantages (returns or baseline values)", advantages)
 
@@ -147,7 +149,7 @@ class NPGAgent:
         log["num_samples"] = batch.num_samples
 
         start = time.perf_counter()
-        error_before, error_after = self.baseline.fit(batch, returns, generator)
+        error_before, error_after = self.baseline.fit(batch, targets, generator)
         check_finite("the value baseline after its fit", torch.tensor([error_before, error_after]),
                      *self.baseline.net.parameters())
         log.update(time_VF=time.perf_counter() - start, VF_error_before=error_before,

@@ -2,7 +2,8 @@
 
 Features of step t of a path: [clip(obs_t, -10, 10) / 10, u, u^2, u^3, u^4] with u = t / 1000 and
 t the step index within the path. Net: (obs_dim + 4) -> 128 -> ReLU -> 128 -> ReLU -> 1.
-Fitting regresses raw discounted returns with MSE and Adam (weight decay = the original's
+Fitting regresses the targets it is given (the paths' discounted returns, or their GAE
+lambda-returns with value_targets: 'lambda') with MSE and Adam (weight decay = the original's
 `reg_coef`): per epoch one permutation of the samples and max(M // batch_size - 1, 1) minibatches
 (the original's count, which skips the last full minibatch). The relative error
 sum (R - V)^2 / (sum R^2 + 1e-8) is reported before and after each fit.
@@ -33,7 +34,7 @@ def relative_error(targets: torch.Tensor, predictions: torch.Tensor) -> float:
 
 
 class MLPBaseline:
-    """Value function V(s_t, t) fitted to discounted returns."""
+    """Value function V(s_t, t) fitted to discounted returns or lambda-returns."""
 
     def __init__(self, obs_dim: int, hidden_sizes: Sequence[int] = (128, 128), lr: float = 1e-3,
                  weight_decay: float = 1e-3, batch_size: int = 256, epochs: int = 1,
@@ -55,7 +56,7 @@ class MLPBaseline:
 
     def fit(self, batch: PathBatch, returns: torch.Tensor,
             generator: torch.Generator | None = None) -> tuple[float, float]:
-        """Fit to discounted returns [N, T]; returns (relative error before, after)."""
+        """Fit to targets [N, T] (returns); returns (relative error before, after)."""
         features = batch.valid(baseline_features(batch.observations))
         targets = batch.valid(returns)
         with torch.no_grad():

@@ -172,7 +172,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     # disagreement_penalty is per unit of the data's largest disagreement (none: one member)
     cost = cfg.disagreement_penalty / disagreement_max if disagreement_max > 0 else 0.0
     rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates, disagreement_cost=cost,
-                      halt_patience=cfg.halt_patience, member_min_reward=cfg.member_min_reward)
+                      halt_patience=cfg.halt_patience, member_min_reward=cfg.member_min_reward,
+                      falls_terminate=cfg.falls_terminate)
     horizon = min(cfg.horizon, probe.horizon)
     action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
                         for b in probe.action_box) if cfg.clip_actions else None)

@@ -44,10 +44,11 @@ def save_samples(job: Path, it: int, paths: list[dict[str, Any]], cfg: PolicyTra
     save_dataset(Dataset(paths, meta), job / "samples" / f"iter_{it}.npz", force=True)
 
 
-def finite_horizon(paths: list[dict[str, Any]], horizon: int | None) -> list[dict[str, Any]]:
-    """The paths with those cut at `horizon` steps marked terminal (bootstrap 0); None: as
-    they are (a cut path bootstraps from its last state's value)."""
-    if horizon is None:
+def finite_horizon(paths: list[dict[str, Any]], horizon: int | None,
+                   cut_terminates: bool = True) -> list[dict[str, Any]]:
+    """The paths with those cut at `horizon` steps marked terminal (bootstrap 0); None, or
+    cut_terminates False: as they are (a cut path bootstraps from its last state's value)."""
+    if horizon is None or not cut_terminates:
         return paths
     return [{**p, "terminated": bool(p["terminated"]) or len(p["rewards"]) >= horizon}
             for p in paths]
@@ -96,7 +97,8 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
         time_sampling = time.perf_counter() - t_start
         if keep_samples:
             save_samples(job, it, paths, cfg, obs_dim)
-        batch = PathBatch.from_paths(finite_horizon(paths, cfg.episode_horizon), device)
+        batch = PathBatch.from_paths(finite_horizon(paths, cfg.episode_horizon,
+                                                    cfg.cut_terminates), device)
         stats, rejection = agent.guarded_step(batch, torch_generator(stream(cfg.seed,
                                                                             Stream.ITERATION,
                                                                             it)))

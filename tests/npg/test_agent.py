@@ -218,3 +218,42 @@ def test_a_strong_anchor_keeps_the_policy_near_its_start():
 
     free, held = final_kl(0.0), final_kl(20.0)
     assert held < 0.3 * free
+
+
+def lambda_returns_reference(rewards, values, lengths, terminated, gamma, lam):
+    """G_t = r_t + gamma ((1 - lam) V_{t+1} + lam G_{t+1}), G_T = V_T = the bootstrap: 0 after a
+    terminal step, else the last step's value; float64, one path and one step at a time."""
+    out = torch.zeros_like(rewards, dtype=torch.float64)
+    for i, length in enumerate(lengths):
+        boot = 0.0 if terminated[i] else float(values[i, length - 1])
+        g_next, v_next = boot, boot
+        for t in reversed(range(length)):
+            g_next = float(rewards[i, t]) + gamma * ((1 - lam) * v_next + lam * g_next)
+            v_next = float(values[i, t])
+            out[i, t] = g_next
+    return out
+
+
+@pytest.mark.parametrize("targets", ["returns", "lambda"])
+def test_value_targets_are_returns_or_lambda_returns(targets):
+    agent = small_agent(value_targets=targets)
+    gen = torch.Generator().manual_seed(3)
+    lengths, terminated = [5, 2, 5, 3], torch.tensor([False, False, True, True])
+    batch = bandit_paths(agent.policy, gen, n=4, horizon=5)
+    batch.mask = (torch.arange(5)[None, :] < torch.tensor(lengths)[:, None]).float()
+    batch.rewards = (batch.rewards + 3.0) * batch.mask  # positive: a bootstrap adds value
+    batch.terminated = terminated
+    values = agent.baseline.predict(batch)
+    seen = {}
+
+    def record_fit(fitted_batch, fitted_targets, generator=None):
+        seen["targets"] = fitted_targets
+        return 0.0, 0.0
+
+    agent.baseline.fit = record_fit
+    agent.train_step(batch, gen)
+    got = seen["targets"].double() * batch.mask
+    # 'returns': lambda = 1 and no bootstrap (Monte Carlo within the path)
+    lam, boot_values = (0.95, values) if targets == "lambda" else (1.0, torch.zeros_like(values))
+    want = lambda_returns_reference(batch.rewards, boot_values, lengths, terminated, 0.9, lam)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

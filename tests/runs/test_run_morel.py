@@ -172,6 +172,15 @@ def test_learn_model_then_run_with_model_file(setup):
     assert least_log["mean_path_length"][0] == path_log["mean_path_length"][0]
     assert least_log["halt_frac"][0] == path_log["halt_frac"][0]
     assert least_log["train_score"][0] < path_log["train_score"][0]
+    # terminal falls (halts still bootstrap): iteration 0 rolls the same paths, and the
+    # advantages of those that fall in the model change
+    falls = run_script("run_morel.py", "--config", loaded, "--output", root / "falls",
+                       "--set", "falls_terminate=True")
+    assert falls.returncode == 0, falls.stderr
+    falls_log = read_job_log(root / "falls")
+    assert falls_log["mean_path_length"][0] == path_log["mean_path_length"][0]
+    assert path_log["terminated_frac"][0] > 0
+    assert falls_log["surr_improvement"][0] != path_log["surr_improvement"][0]
     # halt patience longer than any path: the same start, and iteration 0's paths never halt
     patient = run_script("run_morel.py", "--config", loaded, "--output", root / "patient",
                          "--set", "halt_patience=1000")

@@ -170,6 +170,14 @@ def test_episode_horizon_cuts_sampled_episodes_into_terminal_ones(runs, tmp_path
     assert [p["terminated"] for p in marked if len(p["rewards"]) < 15] == \
         [p["terminated"] for p in data.paths if len(p["rewards"]) < 15]
     assert finite_horizon(data.paths, None) is data.paths
+    assert finite_horizon(data.paths, 15, cut_terminates=False) is data.paths
+    booted = run_script("train_policy.py", "--config", config, "--output", tmp_path / "boot",
+                        "--set", "num_iter=1", "--set", "episode_horizon=15",
+                        "--set", "cut_terminates=False")
+    assert booted.returncode == 0, booted.stderr
+    cut, boot = read_job_log(tmp_path / "short"), read_job_log(tmp_path / "boot")
+    assert boot["stoc_pol_mean"][0] == cut["stoc_pol_mean"][0]  # the same episodes
+    assert boot["surr_improvement"][0] != cut["surr_improvement"][0]  # other advantages
     bad = run_script("train_policy.py", "--config", config, "--output", tmp_path / "bad",
                      "--set", "episode_horizon=0")
     assert bad.returncode == 2 and "episode_horizon" in bad.stderr
