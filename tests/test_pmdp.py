@@ -107,6 +107,11 @@ def zero_reward(paths, timing):
     return torch.ones(paths["observations"].shape[:2])
 
 
+def done_at_x3(paths, timing):
+    """Termination: the first coordinate has reached 3."""
+    return paths["observations"][..., 0] >= 3.0
+
+
 def test_paths_halt_exactly_where_the_disagreement_crosses():
     starts = torch.tensor([[0.0, 0.0], [10.0, 0.0], [-0.7, 0.0]])
     rules = HaltRules(truncate_lim=0.45, halt_reward=-7.0)
@@ -131,10 +136,6 @@ def test_paths_halt_exactly_where_the_disagreement_crosses():
 
 def test_no_threshold_runs_to_the_horizon_and_termination_rules():
     starts = torch.tensor([[0.0, 0.0], [-3.0, 0.0]])
-
-    def done_at_x3(paths, timing):
-        return paths["observations"][..., 0] >= 3.0
-
     naive = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 12, HaltRules(None),
                           zero_reward, done_at_x3, timing="current")
     # from x=0 member 0 is done at t=3 (length 4 < 5): dropped; member 1 at t=3 (x=3.31): dropped
@@ -411,9 +412,6 @@ def test_member_min_reward_takes_the_least_reward_over_the_members_predictions()
     (True, False, [False, True, False, True]),
 ])
 def test_falls_and_halts_are_terminal_as_the_rules_say(halt_terminates, falls_terminate, want):
-    def done_at_x3(paths, timing):
-        return paths["observations"][..., 0] >= 3.0
-
     # from x=-2 both members fall (x >= 3) at lengths 6 and 7 below the threshold; from
     # x=-10 the disagreement 0.1 |x| = 1 is over it at once: both halt at the minimum length
     starts = torch.tensor([[-2.0, 0.0], [-10.0, 0.0]])
@@ -427,9 +425,6 @@ def test_falls_and_halts_are_terminal_as_the_rules_say(halt_terminates, falls_te
 
 
 def test_without_halting_falls_terminate_unless_told_not_to():
-    def done_at_x3(paths, timing):
-        return paths["observations"][..., 0] >= 3.0
-
     starts = torch.tensor([[-2.0, 0.0]])
     for falls, want in ((None, True), (True, True), (False, False)):
         out = pmdp_rollouts(drift_ensemble(), still_policy(), starts, 20,

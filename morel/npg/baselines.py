@@ -54,11 +54,12 @@ class MLPBaseline:
         """Values [N, T] of every step of the batch (zero on padding)."""
         return self.net(baseline_features(batch.observations)).squeeze(-1) * batch.mask
 
-    def fit(self, batch: PathBatch, returns: torch.Tensor,
+    def fit(self, batch: PathBatch, path_targets: torch.Tensor,
             generator: torch.Generator | None = None) -> tuple[float, float]:
-        """Fit to targets [N, T] (returns); returns (relative error before, after)."""
+        """Fit to path_targets [N, T] (discounted returns or lambda-returns); returns (relative
+        error before, after)."""
         features = batch.valid(baseline_features(batch.observations))
-        targets = batch.valid(returns)
+        targets = batch.valid(path_targets)
         with torch.no_grad():
             before = relative_error(targets, self.net(features).squeeze(-1))
         num = len(targets)
