@@ -9,6 +9,13 @@ through the restricted unpickler, log.csv without evaluating anything). The plot
 per key (default: every key logged at each iteration); several runs are drawn as mean ± std.
 A table gives, per key, the last value, the mean of the last 10 values (each as mean ± std over
 runs; with several runs also the lowest run's mean of the last 10) and the largest value.
+
+    python utils/explore_results.py --data runs/seed_*/ --keys eval_score --floor 892 --after 20
+
+--per_run adds a table of the first key, one row per run: its iterations, the mean of its last
+10% of iterations (at least one; the score of a run in the results tables), its largest value
+and that iteration; --floor F (which implies --per_run) adds the lowest value after iteration
+--after (default 20) and the iterations after it whose value is below F, with the first of them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 from tabulate import tabulate
 
 from morel.core.errors import MorelError, run_cli
+from morel.experiments.results import below_floor, run_score
 from morel.runs.logger import DataLog, read_log_csv
 from morel.runs.plots import check_png_output, plot_logs, series_keys
 
@@ -47,7 +55,16 @@ def main() -> None:
     p.add_argument("--keys", nargs="+", default=None, help="log keys to plot")
     p.add_argument("--output", default=None,
                    help="PNG path (default: FIRST_JOB/logs/explore.png, or explore.png)")
+    p.add_argument("--per_run", action="store_true",
+                   help="also a table of the first key per run (mean of its last 10%%, max)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="with the per-run table: count each run's values below this after "
+                        "iteration --after")
+    p.add_argument("--after", type=int, default=20,
+                   help="--floor checks the iterations after this one (default 20)")
     args = p.parse_args()
+    if args.after < 0:
+        raise MorelError(f"--after {args.after}: must be an iteration >= 0")
     paths = [Path(d) for d in args.data]
     logs = [read_log(path) for path in paths]
     keys = args.keys or series_keys(logs[0])
@@ -78,7 +95,37 @@ def main() -> None:
     lowest = ["lowest run's mean of last 10"] if len(logs) > 1 else []
     print(tabulate(rows, headers=["key", f"last{runs}", f"mean of last 10{runs}", *lowest,
                                   "max"]))
+    if args.per_run or args.floor is not None:
+        print()
+        print(per_run_table(paths, logs, plotted[0], args.floor, args.after))
     print(f"plot: {output}")
+
+
+def per_run_table(paths: list[Path], logs: list[dict[str, list]], key: str,
+                  floor: float | None, after: int) -> str:
+    """One row per run of `key`: iterations, mean of the last 10%, max (iteration) and, with a
+    floor, the lowest value after iteration `after` and the iterations after it below the
+    floor (how many, the first)."""
+    headers = ["run", "iterations", f"{key}: mean of last 10%", "max (iteration)"]
+    if floor is not None:
+        headers += [f"lowest after {after}", f"below {floor:g} after {after} (first)"]
+    rows = []
+    for path, log in zip(paths, logs):
+        values = np.array([float(v) if isinstance(v, (int, float)) else math.nan
+                           for v in log[key]])
+        if not np.isfinite(values).any():
+            rows.append([str(path), values.size] + ["-"] * (len(headers) - 2))
+            continue
+        best = int(np.nanargmax(values))
+        row = [str(path), values.size, f"{run_score(values):.4g}",
+               f"{values[best]:.4g} ({best})"]
+        if floor is not None:
+            later = values[after + 1:]
+            breaks = below_floor(values, floor, after)
+            row += [f"{np.nanmin(later):.4g}" if np.isfinite(later).any() else "-",
+                    f"{breaks.size}" + (f" ({breaks[0]})" if breaks.size else "")]
+        rows.append(row)
+    return tabulate(rows, headers=headers)
 
 
 def _finite_values(values: list) -> list[float]:

@@ -53,6 +53,13 @@ def run_score(eval_scores: np.ndarray, last_frac: float = 0.1) -> float:
     return float(finite[-max(1, int(round(last_frac * finite.size))):].mean())
 
 
+def below_floor(values: np.ndarray, floor: float, after: int) -> np.ndarray:
+    """Iterations (indices of values [iterations]) later than `after` whose value is below
+    `floor`, [K]; NaN counts as not below."""
+    iterations = np.arange(values.size)
+    return iterations[(iterations > after) & (values < floor)]
+
+
 def read_run(job: Path) -> RunResult | None:
     """A finished run of OUTPUT_DIR/DATASET/ALGO_sSEED (None while it has no final policy)."""
     if not run_finished(job):

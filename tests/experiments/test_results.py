@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 from conftest import run_script
 
-from morel.experiments.results import markdown_table, win_counts
+from morel.experiments.results import below_floor, markdown_table, run_score, win_counts
 
 
 def _row(dataset: str, algo: str, mean: float, behaviour: float) -> dict:
@@ -24,6 +25,17 @@ ROWS = [
 
 def test_win_counts_need_a_higher_mean_than_both_the_data_and_bc():
     assert win_counts(ROWS) == {"morel": (1, 2), "naive": (1, 2)}
+
+
+def test_run_score_and_floor_breaks_of_a_curve():
+    """The last 10% of the finite values (at least one), and the iterations after `after`
+    below a floor: a strict comparison, NaN never below, iteration `after` itself not checked."""
+    curve = np.array([5.0, 0.0, 9.0, 3.0, np.nan, 2.0, 4.0, 4.0, 8.0, 6.0, 1.0, 7.0])
+    assert run_score(curve) == 7.0                      # 11 finite values: the last one
+    assert run_score(curve, last_frac=0.3) == (6.0 + 1.0 + 7.0) / 3
+    assert below_floor(curve, 4.0, after=1).tolist() == [3, 5, 10]
+    assert below_floor(curve, 4.0, after=3).tolist() == [5, 10]
+    assert below_floor(curve, 0.0, after=0).size == 0
 
 
 def test_markdown_table_ends_with_the_win_counts():
