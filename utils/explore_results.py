@@ -30,7 +30,7 @@ from tabulate import tabulate
 from morel.core.errors import MorelError, run_cli
 from morel.experiments.results import below_floor, run_score
 from morel.runs.logger import DataLog, read_log_csv
-from morel.runs.plots import check_png_output, plot_logs, series_keys
+from morel.runs.plots import check_png_output, log_values, plot_logs, series_keys
 
 
 def read_log(path: Path) -> dict[str, list]:
@@ -105,17 +105,14 @@ def per_run_table(paths: list[Path], logs: list[dict[str, list]], key: str,
                   floor: float | None, after: int) -> str:
     """One row per run of `key`: iterations, mean of the last 10%, max (iteration) and, with a
     floor, the lowest value after iteration `after` and the iterations after it below the
-    floor (how many, the first)."""
+    floor (how many, the first). `key` has a finite value in every log (plot_logs keeps only
+    such keys)."""
     headers = ["run", "iterations", f"{key}: mean of last 10%", "max (iteration)"]
     if floor is not None:
         headers += [f"lowest after {after}", f"below {floor:g} after {after} (first)"]
     rows = []
     for path, log in zip(paths, logs):
-        values = np.array([float(v) if isinstance(v, (int, float)) else math.nan
-                           for v in log[key]])
-        if not np.isfinite(values).any():
-            rows.append([str(path), values.size] + ["-"] * (len(headers) - 2))
-            continue
+        values = log_values(log, key)
         best = int(np.nanargmax(values))
         row = [str(path), values.size, f"{run_score(values):.4g}",
                f"{values[best]:.4g} ({best})"]

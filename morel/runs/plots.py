@@ -36,7 +36,8 @@ def check_png_output(output: Path, flag: str) -> None:
                          f"another {flag})")
 
 
-def _values(log: Log, key: str) -> np.ndarray:
+def log_values(log: Log, key: str) -> np.ndarray:
+    """A log key's values [iterations] as floats, NaN where a value is missing or not finite."""
     return np.array([float(v) if _finite(v) else math.nan for v in log.get(key, [])])
 
 
@@ -50,14 +51,14 @@ def plot_logs(logs: Sequence[Log], keys: Sequence[str], path: str | Path,
               title: str = "") -> list[str]:
     """Plot `keys` (those with a finite value in every log) into one PNG, written atomically.
     Returns the keys plotted."""
-    present = [k for k in keys if all(np.isfinite(_values(log, k)).any() for log in logs)]
+    present = [k for k in keys if all(np.isfinite(log_values(log, k)).any() for log in logs)]
     if not present:
         return []
     cols = min(len(present), 3)
     rows = math.ceil(len(present) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, key in zip(axes.flat, present):
-        runs = [_values(log, key) for log in logs]
+        runs = [log_values(log, key) for log in logs]
         length = min(len(r) for r in runs)
         stack = np.stack([r[:length] for r in runs])
         mean = stack.mean(0)

@@ -104,12 +104,12 @@ def test_explore_results_plots_the_run(runs, tmp_path):
                  for name in ("full", "killed"))
     row = next(line for line in two.stdout.splitlines() if line.startswith("eval_score"))
     assert "lowest run's mean of last 10" in two.stdout and f"{lowest:.4g}" in row.split()
-    floor = float(np.median(read_job_log(root / "full")["eval_score"]))
+    scores = read_job_log(root / "full")["eval_score"]
+    floor = float(np.median(scores))
     per_run = run_script("utils/explore_results.py", "--data", root / "full", "--keys",
                          "eval_score", "--floor", str(floor), "--after", "0", "--output",
                          tmp_path / "floor.png")
     assert per_run.returncode == 0, per_run.stderr
-    scores = read_job_log(root / "full")["eval_score"]
     below = [i for i, v in enumerate(scores) if i > 0 and v < floor]
     cells = next(line for line in per_run.stdout.splitlines()
                  if line.startswith(str(root / "full"))).split()
