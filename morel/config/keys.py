@@ -20,8 +20,8 @@ from morel.config.train import PolicyTrainConfig
 from morel.core.errors import run_cli
 from morel.core.marked_block import check_marked_block, replace_marked_block
 
-RUN = ("env_name", "act_repeat", "seed", "num_iter", "eval_rollouts", "save_freq", "print_freq",
-       "device", "exp_notes", "tensorboard")
+RUN = ("env_name", "act_repeat", "seed", "num_iter", "eval_rollouts", "eval_noisy", "save_freq",
+       "print_freq", "device", "exp_notes", "tensorboard")
 POLICY = ("init_policy", "policy_size", "init_log_std", "min_log_std", "step_size", "max_kl",
           "policy_average", "anchor_kl_coef", "gamma", "gae_lambda", "npg_hp.FIM_invert_args.iters",
           "npg_hp.FIM_invert_args.damping", "npg_hp.hvp_sample_frac")

@@ -96,6 +96,12 @@ class CommonKeys(ConfigMethods):
     num_iter: int = field(default=500, metadata=count("NPG iterations", 10**7, 0))
     eval_rollouts: int = field(default=0,
                                metadata=count("real-env episodes per iter", 10_000, 0))
+    eval_noisy: bool = field(
+        default=False,
+        metadata=doc("also log eval_score_noisy: the evaluated policy's mean return with its own "
+                     "Gaussian noise on the same evaluation episodes (ours; False: the original, "
+                     "which scores the mean action only)"),
+    )
     save_freq: int = field(default=10, metadata=positive("iterations between checkpoints"))
     print_freq: int = field(
         default=10,

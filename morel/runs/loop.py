@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from morel.config.schema import CommonKeys
 from morel.core.seeding import Stream, stream
-from morel.envs.sampling import episode_returns, mean_action_fn
+from morel.envs.sampling import ActionMode, episode_returns, gaussian_action_fn, mean_action_fn
 from morel.envs.wrapper import EnvBatch
 from morel.npg.agent import NPGAgent
 from morel.npg.policies import GaussianMLP, save_policy
@@ -64,20 +64,27 @@ def deployable_policy(policy: GaussianMLP, cfg: CommonKeys, obs_mask: np.ndarray
 
 
 def evaluation_returns(eval_env: EnvBatch, policy: GaussianMLP, cfg: CommonKeys,
-                       iteration: int) -> np.ndarray:
-    """Returns [episodes] of the mean-action policy on iteration `iteration`'s evaluation
-    episodes (stream EVALUATION of the run seed; the first k do not depend on how many)."""
-    return episode_returns(eval_env, mean_action_fn(policy.mean_std),
-                           stream(cfg.seed, Stream.EVALUATION, iteration))
+                       iteration: int, noisy: bool = False) -> np.ndarray:
+    """Returns [episodes] of the mean-action policy (with `noisy`: its actions with its own
+    Gaussian noise) on iteration `iteration`'s evaluation episodes (stream EVALUATION of the
+    run seed; the first k do not depend on how many)."""
+    low, high = eval_env.envs[0].action_box
+    act = (gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high) if noisy
+           else mean_action_fn(policy.mean_std))
+    return episode_returns(eval_env, act, stream(cfg.seed, Stream.EVALUATION, iteration))
 
 
 def evaluation_scores(eval_env: EnvBatch, agent: NPGAgent, cfg: CommonKeys,
                       iteration: int) -> dict[str, float]:
     """eval_score: the mean return of the agent's evaluated policy on iteration `iteration`'s
     evaluation episodes; with a policy average, also iterate_eval_score: the NPG iterate's on
-    the same episodes."""
+    the same episodes; with cfg.eval_noisy, also eval_score_noisy: the evaluated policy's with
+    its own noise on the same episodes."""
     scores = {"eval_score": float(np.mean(evaluation_returns(eval_env, agent.evaluated_policy,
                                                              cfg, iteration)))}
+    if cfg.eval_noisy:
+        scores["eval_score_noisy"] = float(np.mean(evaluation_returns(
+            eval_env, agent.evaluated_policy, cfg, iteration, noisy=True)))
     if agent.average is not None:
         scores["iterate_eval_score"] = float(np.mean(evaluation_returns(eval_env, agent.policy,
                                                                         cfg, iteration)))

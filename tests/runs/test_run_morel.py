@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
@@ -18,8 +20,10 @@ from conftest import (
     run_script,
 )
 
+from morel.envs.wrapper import make_vector_env
 from morel.models.files import load_ensemble
 from morel.npg.policies import load_policy
+from morel.runs.loop import evaluation_returns
 
 CONFIG = """{{
 'env_name': 'Hopper-v5', 'data_file': '{data}', 'learn_reward': False,
@@ -218,6 +222,33 @@ def test_policy_average_is_evaluated_and_saved_beside_the_same_iterates(setup, t
     torch.testing.assert_close(final(raw), live(raw * mask), rtol=1e-4, atol=1e-5)
     live.load_state_dict(agent["policy"])
     assert not torch.allclose(final(raw), live(raw * mask), rtol=1e-4, atol=1e-5)
+
+
+def test_eval_noisy_logs_the_noisy_return_of_the_same_run(setup, tmp_path):
+    root, data, _, full = setup
+    assert full.returncode == 0, full.stderr
+    config = tmp_path / "noisy.txt"
+    config.write_text(CONFIG.format(data=data,
+                                    extra=f"'model_file': '{root / 'full' / 'models.pt'}',\n"))
+    job = tmp_path / "noisy"
+    out = run_script("run_morel.py", "--config", config, "--output", job,
+                     "--set", "eval_noisy=True")
+    assert out.returncode == 0, out.stderr
+    log, plain = read_job_log(job), read_job_log(root / "full")
+    # the NPG iterates and mean-action scores are those of the run without it
+    for key in ("train_score", "kl_dist", "eval_score"):
+        assert log[key] == plain[key], key
+    assert "eval_score_noisy" not in plain and len(log["eval_score_noisy"]) == 4
+    assert log["eval_score_noisy"] != log["eval_score"]
+    # the last iteration's scores, recomputed from the checkpoint's policy on the same episodes
+    policy, meta = load_policy(job / "policy_final.pt")
+    policy.load_state_dict(torch.load(job / "iterations" / "checkpoint.pt",
+                                      weights_only=True)["agent"]["policy"])
+    eval_env = make_vector_env("Hopper-v5", 2, 1, meta["trained_obs_mask"])
+    cfg = SimpleNamespace(seed=5)
+    noisy = evaluation_returns(eval_env, policy, cfg, 3, noisy=True)
+    assert np.mean(evaluation_returns(eval_env, policy, cfg, 3)) == log["eval_score"][3]
+    assert np.mean(noisy) == log["eval_score_noisy"][3]
 
 
 def test_unmasked_data_and_missing_reward_file_are_clear_errors(setup, tmp_path):
