@@ -196,17 +196,22 @@ def test_learn_model_then_run_with_model_file(setup):
     assert json.loads((root / "patient" / "job_data.json").read_text())["halt_patience"] == 1000
 
 
-def test_policy_average_is_evaluated_and_saved_beside_the_same_iterates(setup, tmp_path):
+def run_on_loaded_models(setup, tmp_path, key_value: str):
+    """Run the tiny config on the full run's fitted models with `--set key_value`; its job
+    directory and log, and the full run's log."""
     root, data, _, full = setup
     assert full.returncode == 0, full.stderr
-    config = tmp_path / "avg.txt"
+    config = tmp_path / "loaded.txt"
     config.write_text(CONFIG.format(data=data,
                                     extra=f"'model_file': '{root / 'full' / 'models.pt'}',\n"))
-    job = tmp_path / "avg"
-    out = run_script("run_morel.py", "--config", config, "--output", job,
-                     "--set", "policy_average=0.5")
+    job = tmp_path / "job"
+    out = run_script("run_morel.py", "--config", config, "--output", job, "--set", key_value)
     assert out.returncode == 0, out.stderr
-    log, plain = read_job_log(job), read_job_log(root / "full")
+    return job, read_job_log(job), read_job_log(root / "full")
+
+
+def test_policy_average_is_evaluated_and_saved_beside_the_same_iterates(setup, tmp_path):
+    job, log, plain = run_on_loaded_models(setup, tmp_path, "policy_average=0.5")
     # the NPG iterates are those of the run without it; the iterate's score is logged beside
     assert log["train_score"] == plain["train_score"] and log["kl_dist"] == plain["kl_dist"]
     assert log["iterate_eval_score"] == plain["eval_score"]
@@ -225,16 +230,7 @@ def test_policy_average_is_evaluated_and_saved_beside_the_same_iterates(setup, t
 
 
 def test_eval_noisy_logs_the_noisy_return_of_the_same_run(setup, tmp_path):
-    root, data, _, full = setup
-    assert full.returncode == 0, full.stderr
-    config = tmp_path / "noisy.txt"
-    config.write_text(CONFIG.format(data=data,
-                                    extra=f"'model_file': '{root / 'full' / 'models.pt'}',\n"))
-    job = tmp_path / "noisy"
-    out = run_script("run_morel.py", "--config", config, "--output", job,
-                     "--set", "eval_noisy=True")
-    assert out.returncode == 0, out.stderr
-    log, plain = read_job_log(job), read_job_log(root / "full")
+    job, log, plain = run_on_loaded_models(setup, tmp_path, "eval_noisy=True")
     # the NPG iterates and mean-action scores are those of the run without it
     for key in ("train_score", "kl_dist", "eval_score"):
         assert log[key] == plain[key], key
