@@ -99,8 +99,9 @@ class CommonKeys(ConfigMethods):
     eval_noisy: bool = field(
         default=False,
         metadata=doc("also log eval_score_noisy: the evaluated policy's mean return with its own "
-                     "Gaussian noise on the same evaluation episodes (ours; False: the original, "
-                     "which scores the mean action only)"),
+                     "Gaussian noise on the same evaluation episodes, and with run_morel.py's "
+                     "bc_init bc_eval_score_noisy: the cloned policy's (ours; False: the "
+                     "original, which scores the mean action only)"),
     )
     save_freq: int = field(default=10, metadata=positive("iterations between checkpoints"))
     print_freq: int = field(

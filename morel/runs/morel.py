@@ -194,7 +194,12 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         if eval_env is not None:  # on iteration 0's evaluation episodes
             bc_score = float(np.mean(evaluation_returns(eval_env, policy, cfg, 0)))
             log.log_dict({"bc_eval_score": bc_score})
-            bc_line += f", eval_score {bc_score:.4g} (dataset {data.mean_return:.4g})"
+            bc_line += f", eval_score {bc_score:.4g}"
+            if cfg.eval_noisy:
+                noisy = float(np.mean(evaluation_returns(eval_env, policy, cfg, 0, noisy=True)))
+                log.log_dict({"bc_eval_score_noisy": noisy})
+                bc_line += f", with its noise {noisy:.4g}"
+            bc_line += f" (dataset {data.mean_return:.4g})"
         if progress:
             tqdm.write(bc_line)
     for it in loop.iterations():

@@ -236,6 +236,10 @@ def test_eval_noisy_logs_the_noisy_return_of_the_same_run(setup, tmp_path):
         assert log[key] == plain[key], key
     assert "eval_score_noisy" not in plain and len(log["eval_score_noisy"]) == 4
     assert log["eval_score_noisy"] != log["eval_score"]
+    # the BC start is scored both ways on iteration 0's episodes
+    assert log["bc_eval_score"] == plain["bc_eval_score"] and "bc_eval_score_noisy" not in plain
+    assert len(log["bc_eval_score_noisy"]) == 1 and math.isfinite(log["bc_eval_score_noisy"][0])
+    assert log["bc_eval_score_noisy"] != log["bc_eval_score"]
     # the last iteration's scores, recomputed from the checkpoint's policy on the same episodes
     policy, meta = load_policy(job / "policy_final.pt")
     policy.load_state_dict(torch.load(job / "iterations" / "checkpoint.pt",
