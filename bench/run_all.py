@@ -48,11 +48,10 @@ from tabulate import tabulate
 from morel.core.floats import fix_mkl_thread_count, flush_subnormals
 from morel.envs.reward_files import load_reward_file
 from morel.envs.sampling import (
-    ActionMode,
     collect_episodes,
     episode_returns,
-    gaussian_action_fn,
     mean_action_fn,
+    sampled_action_fn,
 )
 from morel.envs.wrapper import make_vector_env
 from morel.models.dynamics import DynamicsEnsemble
@@ -353,8 +352,7 @@ def collection(quick: bool) -> dict:
 
     policy, _ = load_policy(ROOT / "logging_policy" / "hopper_v5_medium.pt")
     vec_env = make_vector_env("Hopper-v5", 8)
-    low, high = vec_env.envs[0].action_space.low, vec_env.envs[0].action_space.high
-    act = gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high)
+    act = sampled_action_fn(policy.mean_std)
     counted = {}
 
     def collect():

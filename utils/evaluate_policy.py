@@ -20,12 +20,7 @@ from tabulate import tabulate
 from morel.core.errors import MorelError, run_cli
 from morel.core.seeding import Stream, seed_arg, stream
 from morel.envs.reward_files import load_reward_file
-from morel.envs.sampling import (
-    ActionMode,
-    episode_returns,
-    gaussian_action_fn,
-    mean_action_fn,
-)
+from morel.envs.sampling import episode_returns, mean_action_fn, sampled_action_fn
 from morel.envs.wrapper import check_env_id, make_vector_env
 from morel.npg.mjrl_pickle import load_policy_source
 
@@ -46,11 +41,10 @@ def evaluate(path: str, episodes: int, seed: int, env_name: str | None = None,
         raise MorelError(f"{path}: policy dims {policy.obs_dim}/{policy.act_dim} do not match "
                          f"'{env_name}' ({env0.obs_dim}/{env0.act_dim})")
     mask = np.asarray(meta.get("obs_mask") or np.ones(env0.obs_dim), np.float32)
-    low, high = env0.action_space.low, env0.action_space.high
     def policy_fn(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return policy.mean_std(obs * mask)
 
-    stochastic = gaussian_action_fn(policy_fn, ActionMode("pure"), low, high)
+    stochastic = sampled_action_fn(policy_fn)
     deterministic = mean_action_fn(policy_fn)
     episodes_seeds = stream(seed, Stream.EVALUATION)
     det = episode_returns(vec_env, deterministic, episodes_seeds)

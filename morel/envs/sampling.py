@@ -73,15 +73,25 @@ def mean_action_fn(policy: GaussianFn) -> ActionFn:
     return act
 
 
-def gaussian_action_fn(policy: GaussianFn, mode: ActionMode, low: np.ndarray,
-                       high: np.ndarray) -> ActionFn:
-    """Actions of a Gaussian policy under a BRAC mode (see module docstring)."""
+def sampled_action_fn(policy: GaussianFn) -> ActionFn:
+    """The Gaussian policy's own noisy action a ~ N(mean, std^2) (mode `pure`), unclipped."""
 
     def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mean, std = policy(obs)
-        if mode.kind == "pure":
-            action = mean + std * rng.standard_normal(mean.shape)
-        elif mode.kind == "gauss":
+        return (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
+
+    return act
+
+
+def gaussian_action_fn(policy: GaussianFn, mode: ActionMode, low: np.ndarray,
+                       high: np.ndarray) -> ActionFn:
+    """Actions of a Gaussian policy under a BRAC mode (see module docstring)."""
+    if mode.kind == "pure":
+        return sampled_action_fn(policy)
+
+    def act(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mean, _ = policy(obs)
+        if mode.kind == "gauss":
             action = np.clip(mean + mode.level * rng.standard_normal(mean.shape), low, high)
         else:
             explore = rng.random(len(mean)) < mode.level

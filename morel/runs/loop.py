@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from morel.config.schema import CommonKeys
 from morel.core.seeding import Stream, stream
-from morel.envs.sampling import ActionMode, episode_returns, gaussian_action_fn, mean_action_fn
+from morel.envs.sampling import episode_returns, mean_action_fn, sampled_action_fn
 from morel.envs.wrapper import EnvBatch
 from morel.npg.agent import NPGAgent
 from morel.npg.policies import GaussianMLP, save_policy
@@ -68,9 +68,7 @@ def evaluation_returns(eval_env: EnvBatch, policy: GaussianMLP, cfg: CommonKeys,
     """Returns [episodes] of the mean-action policy (with `noisy`: its actions with its own
     Gaussian noise) on iteration `iteration`'s evaluation episodes (stream EVALUATION of the
     run seed; the first k do not depend on how many)."""
-    low, high = eval_env.envs[0].action_box
-    act = (gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high) if noisy
-           else mean_action_fn(policy.mean_std))
+    act = sampled_action_fn(policy.mean_std) if noisy else mean_action_fn(policy.mean_std)
     return episode_returns(eval_env, act, stream(cfg.seed, Stream.EVALUATION, iteration))
 
 

@@ -23,7 +23,7 @@ from morel.config.train import PolicyTrainConfig
 from morel.core.floats import reproducible_cpu_math
 from morel.core.seeding import Stream, stream, torch_generator
 from morel.data.datasets import Dataset, save_dataset
-from morel.envs.sampling import ActionMode, collect_episodes, gaussian_action_fn
+from morel.envs.sampling import collect_episodes, sampled_action_fn
 from morel.envs.wrapper import check_env_id, make_vector_env
 from morel.npg.agent import NPGAgent, NPGSettings, baseline_from_config, policy_from_config
 from morel.npg.paths import PathBatch
@@ -79,8 +79,7 @@ def _train_in_job(cfg: PolicyTrainConfig, job: Path, device: torch.device, resum
     policy = policy_from_config(cfg, obs_dim, act_dim)
     agent = NPGAgent(policy.to(device), baseline_from_config(cfg, obs_dim, device),
                      NPGSettings.from_config(cfg))
-    explore = gaussian_action_fn(policy.mean_std, ActionMode("pure"), env0.action_space.low,
-                                 env0.action_space.high)
+    explore = sampled_action_fn(policy.mean_std)
 
     def deployable(iteration: int, score: float) -> tuple[GaussianMLP, dict[str, Any]]:
         return agent.evaluated_policy, policy_meta(cfg, "train_policy.py", iteration, score,

@@ -121,13 +121,7 @@ def test_env_batch_equals_gymnasium_sync_vector_env():
     """EnvBatch keeps SyncVectorEnv's same-step autoreset semantics: identical episodes."""
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-    from morel.envs.sampling import (
-        ActionMode,
-        collect_episodes,
-        episode_returns,
-        gaussian_action_fn,
-        noise_rng,
-    )
+    from morel.envs.sampling import collect_episodes, episode_returns, noise_rng, sampled_action_fn
     from morel.npg.policies import GaussianMLP
 
     policy = GaussianMLP(11, 3, (8,), init_log_std=-0.5, seed=0)
@@ -135,8 +129,7 @@ def test_env_batch_equals_gymnasium_sync_vector_env():
     ours = make_vector_env("Hopper-v5", 3, 2, mask)
     theirs = SyncVectorEnv([lambda: make_env("Hopper-v5", 2, mask) for _ in range(3)],
                            autoreset_mode=AutoresetMode.SAME_STEP)
-    low, high = ours.envs[0].action_space.low, ours.envs[0].action_space.high
-    act = gaussian_action_fn(policy.mean_std, ActionMode("pure"), low, high)
+    act = sampled_action_fn(policy.mean_std)
     a = collect_episodes(ours, act, 600, np.random.SeedSequence(4), progress=False)
     # the same collection by hand on SyncVectorEnv, every env stepped at every step, episodes
     # kept in the order they end until 600 samples, the episodes in flight then finished

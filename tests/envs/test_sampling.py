@@ -12,6 +12,7 @@ from morel.envs.sampling import (
     collect_episodes,
     episode_returns,
     gaussian_action_fn,
+    sampled_action_fn,
     uniform_action_fn,
 )
 from morel.envs.wrapper import make_env, make_vector_env
@@ -42,6 +43,9 @@ def test_mode_statistics():
     pure = gaussian_action_fn(fixed_policy, ActionMode("pure"), LOW, HIGH)(obs, rng)
     np.testing.assert_allclose(pure.mean(0), 0.5, atol=0.01)
     np.testing.assert_allclose(pure.std(0), 0.2, atol=0.01)
+    # mode pure is the policy's own sample: the same draws as sampled_action_fn
+    again = sampled_action_fn(fixed_policy)(obs, np.random.default_rng(0))
+    assert np.array_equal(pure, again) and again.dtype == np.float32
     eps = gaussian_action_fn(fixed_policy, ActionMode("eps", 0.3), LOW, HIGH)(obs, rng)
     at_mean = np.all(eps == np.float32(0.5), axis=1)
     assert abs(at_mean.mean() - 0.7) < 0.015  # the rest is uniform on the box
