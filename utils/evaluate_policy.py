@@ -41,6 +41,7 @@ def evaluate(path: str, episodes: int, seed: int, env_name: str | None = None,
         raise MorelError(f"{path}: policy dims {policy.obs_dim}/{policy.act_dim} do not match "
                          f"'{env_name}' ({env0.obs_dim}/{env0.act_dim})")
     mask = np.asarray(meta.get("obs_mask") or np.ones(env0.obs_dim), np.float32)
+
     def policy_fn(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return policy.mean_std(obs * mask)
 
