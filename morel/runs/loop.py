@@ -72,17 +72,23 @@ def evaluation_returns(eval_env: EnvBatch, policy: GaussianMLP, cfg: CommonKeys,
     return episode_returns(eval_env, act, stream(cfg.seed, Stream.EVALUATION, iteration))
 
 
+def policy_scores(eval_env: EnvBatch, policy: GaussianMLP, cfg: CommonKeys,
+                  iteration: int) -> dict[str, float]:
+    """eval_score: the mean return of `policy`'s mean action on iteration `iteration`'s
+    evaluation episodes; with cfg.eval_noisy, also eval_score_noisy: its mean return with its
+    own noise on the same episodes."""
+    scores = {"eval_score": float(np.mean(evaluation_returns(eval_env, policy, cfg, iteration)))}
+    if cfg.eval_noisy:
+        scores["eval_score_noisy"] = float(np.mean(evaluation_returns(eval_env, policy, cfg,
+                                                                      iteration, noisy=True)))
+    return scores
+
+
 def evaluation_scores(eval_env: EnvBatch, agent: NPGAgent, cfg: CommonKeys,
                       iteration: int) -> dict[str, float]:
-    """eval_score: the mean return of the agent's evaluated policy on iteration `iteration`'s
-    evaluation episodes; with a policy average, also iterate_eval_score: the NPG iterate's on
-    the same episodes; with cfg.eval_noisy, also eval_score_noisy: the evaluated policy's with
-    its own noise on the same episodes."""
-    scores = {"eval_score": float(np.mean(evaluation_returns(eval_env, agent.evaluated_policy,
-                                                             cfg, iteration)))}
-    if cfg.eval_noisy:
-        scores["eval_score_noisy"] = float(np.mean(evaluation_returns(
-            eval_env, agent.evaluated_policy, cfg, iteration, noisy=True)))
+    """The agent's evaluated policy's `policy_scores`; with a policy average, also
+    iterate_eval_score: the NPG iterate's mean-action score on the same episodes."""
+    scores = policy_scores(eval_env, agent.evaluated_policy, cfg, iteration)
     if agent.average is not None:
         scores["iterate_eval_score"] = float(np.mean(evaluation_returns(eval_env, agent.policy,
                                                                         cfg, iteration)))

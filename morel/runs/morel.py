@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -40,7 +39,7 @@ from morel.npg.policies import GaussianMLP
 from morel.pmdp import HaltRules, Rollouts, ensemble_statistics, model_table, pmdp_rollouts
 from morel.runs.jobdir import check_job_dir, clear_run_files, job_lock
 from morel.runs.logger import DataLog
-from morel.runs.loop import RunLoop, deployable_policy, evaluation_returns, evaluation_scores
+from morel.runs.loop import RunLoop, deployable_policy, evaluation_scores, policy_scores
 from morel.runs.tensorboard import check_tensorboard
 
 PLOT_KEYS = ("train_score", "eval_score", "eval_score_normalized", "halt_frac")
@@ -192,13 +191,11 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     if cfg.bc_init and not resume:
         bc_line = f"behaviour cloning: loss {log.current()['bc_loss_after']:.4g}"
         if eval_env is not None:  # on iteration 0's evaluation episodes
-            bc_score = float(np.mean(evaluation_returns(eval_env, policy, cfg, 0)))
-            log.log_dict({"bc_eval_score": bc_score})
-            bc_line += f", eval_score {bc_score:.4g}"
-            if cfg.eval_noisy:
-                noisy = float(np.mean(evaluation_returns(eval_env, policy, cfg, 0, noisy=True)))
-                log.log_dict({"bc_eval_score_noisy": noisy})
-                bc_line += f", with its noise {noisy:.4g}"
+            bc_scores = policy_scores(eval_env, policy, cfg, 0)
+            log.log_dict({f"bc_{key}": value for key, value in bc_scores.items()})
+            bc_line += f", eval_score {bc_scores['eval_score']:.4g}"
+            if "eval_score_noisy" in bc_scores:
+                bc_line += f", with its noise {bc_scores['eval_score_noisy']:.4g}"
             bc_line += f" (dataset {data.mean_return:.4g})"
         if progress:
             tqdm.write(bc_line)
