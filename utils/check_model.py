@@ -21,6 +21,12 @@ without halting, and the step where the run's threshold would halt it: does the 
 falls that the real episode does not have, or miss the ones it has? --end_dims 0 1 adds the
 values of those observation dimensions (raw units) at the last step of each real episode and
 each model path: which way it fell (for Hopper: height and pitch).
+
+--data_distance also prints how far each episode's (s, a) pairs lie from the run's dataset
+(data_file; actions clipped as the models saw them): every dimension scaled by the data's std,
+the distance to the nearest data pair, beside the data's own pairs' distances to their nearest
+other pair (percentiles of a 2,000-pair sample): do the policy's states leave the data before
+it falls, where any detector of unknown states could halt its model paths?
 """
 
 from __future__ import annotations
@@ -37,9 +43,16 @@ from tabulate import tabulate
 from morel.core.errors import MorelError, run_cli
 from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, episode_seeds, seed_arg, stream
+from morel.data.datasets import load_dataset, transitions
 from morel.envs.reward_files import load_reward_file
-from morel.envs.wrapper import make_env
-from morel.models.diagnostics import OneStepCheck, one_step_check, rank_correlation
+from morel.envs.wrapper import clip_to_box, make_env
+from morel.models.diagnostics import (
+    DataDistance,
+    OneStepCheck,
+    data_distance,
+    one_step_check,
+    rank_correlation,
+)
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.policies import GaussianMLP, load_policy
@@ -49,6 +62,7 @@ from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
 
 DATA_KEYS = ("disagreement_mean", "disagreement_p99", "disagreement_max")
+OWN_PERCENTILES = (50, 99, 99.9, 100)
 
 
 def read_morel_job(job: Path) -> dict[str, Any]:
@@ -82,6 +96,32 @@ def real_episode(env: Any, policy: GaussianMLP, seed: int) -> dict[str, Any]:
                     "return": total, "terminated": terminated}
 
 
+def run_file(job_data: dict[str, Any], key: str, flag: str) -> Path:
+    """The run's file under `key` (reward_file, data_file), which must exist here."""
+    path = Path(str(job_data.get(key)))
+    if not job_data.get(key) or not path.is_file():
+        raise MorelError(f"{flag}: the run's {key} {job_data.get(key)} is not found; run from the "
+                         "directory the run was started in")
+    return path
+
+
+def dataset_distance(job_data: dict[str, Any], obs_dim: int, act_dim: int,
+                     box: tuple[np.ndarray, np.ndarray] | None) -> DataDistance:
+    """The run's dataset as (s, a) pairs [M, obs_dim + act_dim] (actions clipped to `box` as
+    the models saw them), for --data_distance."""
+    data = transitions(load_dataset(run_file(job_data, "data_file", "--data_distance"),
+                                    obs_dim, act_dim).paths)
+    actions = data["a"] if box is None else np.clip(data["a"], *box)
+    return data_distance(np.concatenate([data["s"], actions], 1).astype(np.float64), 2000,
+                         seed=0)
+
+
+def distance_row(k: int, distances: np.ndarray, limit: float) -> list[Any]:
+    over = np.flatnonzero(distances > limit)
+    return [k, len(distances), f"{distances.mean():.2f} / {distances.max():.2f}",
+            f"{distances[-10:].mean():.2f}", f"{len(over)} (first {over[0]})" if len(over) else "0"]
+
+
 def episode_row(k: int, episode: dict[str, Any], check: OneStepCheck,
                 truncate_lim: float | None) -> list[Any]:
     error, dis = check.error.mean(0), check.disagreement
@@ -100,19 +140,18 @@ def end_values(state: np.ndarray | torch.Tensor, dims: list[int]) -> str:
 
 def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tensor, horizon: int,
                 job_data: dict[str, Any], box: tuple[np.ndarray, np.ndarray] | None,
-                mask: np.ndarray, end_dims: list[int]) -> list[list[str]]:
+                mask: np.ndarray, end_dims: list[int], distance: DataDistance | None = None,
+                far: float = 0.0) -> list[list[str]]:
     """Per start state [K, obs_dim] (masked units; `policy` takes them), per member: the
     model path's length without halting ('T' where the termination function ended it), with
     `end_dims` the raw values (masked / `mask` [obs_dim]) of those dimensions at its last
     step, and its halt step under the run's truncate_lim and halt_patience ('-': none); [K]
-    rows of [E] cells each, as "length (values) / halt"."""
+    rows of [E] cells each, as "length (values) / halt". With `distance`, " / step": the first
+    step whose (s, a) lies farther than `far` from the data ('-': none)."""
     termination = None
     if job_data.get("reward_file"):
-        path = Path(job_data["reward_file"])
-        if not path.is_file():
-            raise MorelError(f"--model_paths: the run's reward_file {path} is not found; run "
-                             "from the directory the run was started in")
-        termination = load_reward_file(path).termination_function
+        termination = load_reward_file(run_file(job_data, "reward_file",
+                                                "--model_paths")).termination_function
     timing, repeat = job_data.get("reward_timing", "next"), job_data.get("act_repeat", 1)
     action_box = None if box is None else tuple(torch.as_tensor(b, dtype=torch.float32)
                                                 for b in box)
@@ -137,6 +176,11 @@ def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tens
                     f"{end_values(last, end_dims)}")
             halt = ("-" if halting is None or not halting.halted[j]
                     else str(int(halting.batch.lengths[j])))
+            if distance is not None:
+                pair = torch.cat([free.batch.observations[j, :length],
+                                  clip_to_box(free.batch.actions[j, :length], action_box)], 1)
+                over = np.flatnonzero(distance.of(pair.double().numpy()) > far)
+                halt += f" / {over[0] if len(over) else '-'}"
             cells.append(f"{cell} / {halt}")
         rows.append(cells)
     return rows
@@ -154,6 +198,8 @@ def main() -> None:
     p.add_argument("--end_dims", type=int, nargs="+", default=[], metavar="DIM",
                    help="with --model_paths: print these observation dimensions at each path's "
                         "end")
+    p.add_argument("--data_distance", action="store_true",
+                   help="also print how far each episode's (s, a) pairs lie from the dataset's")
     args = p.parse_args()
     if args.episodes < 1:
         raise MorelError("--episodes must be >= 1")
@@ -182,7 +228,9 @@ def main() -> None:
     seed = args.seed if args.seed is not None else job_data.get("seed", 0)
     truncate_lim = job_data["truncate_lim"]
     torch.set_num_threads(1)  # the episodes repeat exactly on one CPU
-    rows, curves, starts, real = [], [], [], []
+    distance = (dataset_distance(job_data, env.obs_dim, env.act_dim, box)
+                if args.data_distance else None)
+    rows, curves, starts, real, far = [], [], [], [], []
     for k, env_seed in enumerate(episode_seeds(stream(seed, Stream.EVALUATION, 0),
                                                args.episodes)):
         episode = real_episode(env, policy, env_seed)
@@ -191,6 +239,8 @@ def main() -> None:
                      for x in (episode["obs"][:-1], episode["obs"][1:]))
         check = one_step_check(model, s, torch.as_tensor(actions, dtype=torch.float32), s_next)
         rows.append(episode_row(k, episode, check, truncate_lim))
+        if distance is not None:
+            far.append(distance.of(np.concatenate([episode["obs"][:-1] * mask, actions], 1)))
         curves.append((check.error.mean(0), check.disagreement))
         starts.append(s[0])
         real.append(f"{len(actions)}{'T' if episode['terminated'] else ''}"
@@ -204,16 +254,25 @@ def main() -> None:
                      if log.get(key))
     lim = "none (no halting)" if truncate_lim is None else f"{truncate_lim:.4f}"
     print(f"truncate_lim {lim}" + (f"; disagreement on the dataset: {data}" if data else ""))
+    own = np.percentile(distance.own, OWN_PERCENTILES) if distance is not None else None
+    if distance is not None:
+        print("\ndistance of each (s, a) to the nearest data pair (dimensions scaled by the "
+              "data's std); the data's own pairs to their nearest other: "
+              + ", ".join(f"p{q:g} {v:.2f}" for q, v in zip(OWN_PERCENTILES, own)))
+        print(tabulate([distance_row(k, d, own[2]) for k, d in enumerate(far)],
+                       headers=["episode", "steps", "distance mean / max", "last 10",
+                                f"steps over the data's p99.9 ({own[2]:.2f})"]))
     if args.model_paths:
         horizon = int(job_data.get("horizon", 1000))
         masked = copy.deepcopy(policy)
         masked.fold_obs_mask(1.0 / mask)  # takes the model's masked observations again
         fates = model_fates(model, masked, torch.stack(starts), horizon, job_data, box, mask,
-                            args.end_dims)
+                            args.end_dims, distance, 0.0 if own is None else own[2])
         print(f"\nmodel paths of the mean action from each episode's first state, horizon "
               f"{horizon}: steps without halting (T: the termination function ended it"
               + (f"; dims {', '.join(map(str, args.end_dims))} at the end" if args.end_dims
-                 else "") + ") / halt step under truncate_lim")
+                 else "") + ") / halt step under truncate_lim"
+              + (" / first step over the data's p99.9" if own is not None else ""))
         print(tabulate([[k, real[k], *cells] for k, cells in enumerate(fates)],
                        headers=["episode", "real steps", *(f"member {e}" for e in
                                                            range(model.num_models))]))

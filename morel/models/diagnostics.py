@@ -65,3 +65,46 @@ def survival_curve(lengths: np.ndarray, horizon: int) -> np.ndarray:
     counts = np.bincount(np.minimum(np.asarray(lengths, dtype=np.int64), horizon),
                          minlength=horizon + 1)
     return counts[::-1].cumsum()[::-1] / len(lengths)
+
+
+def nearest_distances(queries: torch.Tensor, points: torch.Tensor, skip_nearest: bool = False,
+                      chunk: int = 256) -> np.ndarray:
+    """Euclidean distance [Q] from each query [Q, D] to its nearest row of points [M, D]; with
+    skip_nearest the second nearest (for queries that are rows of points: the nearest other
+    row). Exact differences, no matrix-product shortcut."""
+    k = 2 if skip_nearest else 1
+    out = []
+    for i in range(0, len(queries), chunk):
+        dist = torch.cdist(queries[i:i + chunk], points,
+                           compute_mode="donot_use_mm_for_euclid_dist")
+        out.append(dist.topk(k, dim=1, largest=False).values[:, k - 1])
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class DataDistance:
+    """How far (s, a) pairs lie from a dataset's: each dimension scaled by the data's std,
+    the distance to the nearest data pair. own [S]: the same for a random sample of the data's
+    own pairs, each to its nearest other pair (the scale a policy's distances are read on)."""
+
+    points: torch.Tensor  # [M, D] the data's pairs, standardised
+    mean: np.ndarray  # [D]
+    std: np.ndarray  # [D]
+    own: np.ndarray  # [S]
+
+    def of(self, pairs: np.ndarray) -> np.ndarray:
+        """Distances [T] of pairs [T, D] (concatenated s, a in the data's units)."""
+        scaled = torch.as_tensor((pairs - self.mean) / self.std, dtype=torch.float32)
+        return nearest_distances(scaled, self.points)
+
+
+def data_distance(pairs: np.ndarray, sample: int, seed: int) -> DataDistance:
+    """A DataDistance for the data's pairs [M, D], its own distances on `sample` of them
+    (drawn with `seed`)."""
+    mean = pairs.mean(0)
+    std = np.maximum(pairs.std(0), 1e-8)
+    points = torch.as_tensor((pairs - mean) / std, dtype=torch.float32)
+    rows = np.random.default_rng(seed).choice(len(points), min(sample, len(points)),
+                                              replace=False)
+    return DataDistance(points, mean, std, nearest_distances(points[rows], points,
+                                                             skip_nearest=True))

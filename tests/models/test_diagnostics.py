@@ -13,6 +13,8 @@ from conftest import ROOT, run_script, write_config
 
 from morel.data.datasets import Dataset, load_dataset, save_dataset
 from morel.models.diagnostics import (
+    data_distance,
+    nearest_distances,
     one_step_check,
     rank_correlation,
     reach_steps,
@@ -38,6 +40,39 @@ def test_one_step_check_against_brute_force():
         widest = max(np.sqrt(((pred[i, t] - pred[j, t]) ** 2).sum())
                      for i, j in itertools.combinations(range(3), 2))
         assert check.disagreement[t] == pytest.approx(widest, rel=1e-5)
+
+
+def test_nearest_distances_against_brute_force():
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(300, 4))
+    points[7] = points[11]  # a duplicate: its nearest other pair is at distance 0
+    queries = rng.normal(size=(70, 4))
+    brute = np.sqrt(((queries[:, None] - points[None]) ** 2).sum(-1))  # [70, 300] float64
+    got = nearest_distances(torch.as_tensor(queries, dtype=torch.float32),
+                            torch.as_tensor(points, dtype=torch.float32), chunk=32)
+    np.testing.assert_allclose(got, brute.min(1), rtol=1e-5)
+    own = nearest_distances(torch.as_tensor(points, dtype=torch.float32),
+                            torch.as_tensor(points, dtype=torch.float32), skip_nearest=True)
+    apart = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    np.fill_diagonal(apart, np.inf)
+    np.testing.assert_allclose(own, apart.min(1), rtol=1e-5, atol=1e-6)
+    assert own[7] == own[11] == 0.0
+
+
+def test_data_distance_scales_by_the_data_std():
+    rng = np.random.default_rng(4)
+    pairs = rng.normal(size=(200, 3)) * np.array([1.0, 10.0, 0.01]) + 5.0
+    dist = data_distance(pairs, sample=50, seed=0)
+    scaled = (pairs - pairs.mean(0)) / pairs.std(0)
+    apart = np.sqrt(((scaled[:, None] - scaled[None]) ** 2).sum(-1))  # [200, 200] float64
+    np.fill_diagonal(apart, np.inf)
+    assert len(dist.own) == 50
+    assert all(np.isclose(apart.min(1), d, rtol=1e-4).any() for d in dist.own)
+    query = pairs[:2] + np.array([0.0, 0.0, 0.03])  # three data stds along the third axis
+    moved = (query - pairs.mean(0)) / pairs.std(0)
+    expected = np.sqrt(((moved[:, None] - scaled[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(dist.of(query), expected, rtol=1e-4)
+    assert (dist.of(query) > 1.0).all() and np.allclose(dist.of(pairs[:5]), 0.0, atol=1e-4)
 
 
 def test_rank_correlation_closed_form():
@@ -88,6 +123,23 @@ def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
     assert [re.sub(r" \([^)]*\)", "", line).split() for line in table[3:5]] == [
         line.split() for line in paths.stdout.split("halt step under truncate_lim")[1]
         .splitlines()[3:5]]  # the same fates, values added
+    far = run_script("utils/check_model.py", "--job", job, "--episodes", "2", "--model_paths",
+                     "--data_distance")
+    assert far.returncode == 0, far.stderr
+    assert far.stdout.startswith(res.stdout.split("plot:")[0].rstrip())  # the same episodes
+    own = re.search(r"nearest other: p50 ([\d.]+), p99 ([\d.]+), p99.9 ([\d.]+), p100 ([\d.]+)",
+                    far.stdout)
+    assert own and 0 < float(own[1]) <= float(own[2]) <= float(own[3]) <= float(own[4])
+    table = far.stdout.split("steps over the data's p99.9")[1].splitlines()
+    for k, line in enumerate(table[2:4]):
+        episode, steps, mean, _, top, last, over = line.split()[:7]
+        assert (int(episode), int(steps)) == (k, int(rows[k][1]))
+        assert 0 <= float(mean) <= float(top) and float(last) <= float(top)
+        assert (int(over) > 0) == (float(top) > float(own[3]))
+    cells = [re.findall(r"(\d+)T? / (?:\d+|-) / (\d+|-)", line) for line in
+             far.stdout.split("first step over the data's p99.9")[1].splitlines()[3:5]]
+    assert [len(c) for c in cells] == [2, 2]
+    assert all(step == "-" or int(step) < int(length) for length, step in itertools.chain(*cells))
     for flags, message in ((["--end_dims", "0"], "--end_dims needs --model_paths"),
                            (["--model_paths", "--end_dims", "11"], "--end_dims 11: an observation "
                             "dimension of 'Hopper-v5' is in [0, 10]")):
