@@ -230,7 +230,7 @@ def main() -> None:
     torch.set_num_threads(1)  # the episodes repeat exactly on one CPU
     distance = (dataset_distance(job_data, env.obs_dim, env.act_dim, box)
                 if args.data_distance else None)
-    rows, curves, starts, real, far = [], [], [], [], []
+    rows, curves, starts, real, distances = [], [], [], [], []
     for k, env_seed in enumerate(episode_seeds(stream(seed, Stream.EVALUATION, 0),
                                                args.episodes)):
         episode = real_episode(env, policy, env_seed)
@@ -240,7 +240,8 @@ def main() -> None:
         check = one_step_check(model, s, torch.as_tensor(actions, dtype=torch.float32), s_next)
         rows.append(episode_row(k, episode, check, truncate_lim))
         if distance is not None:
-            far.append(distance.of(np.concatenate([episode["obs"][:-1] * mask, actions], 1)))
+            distances.append(distance.of(np.concatenate([episode["obs"][:-1] * mask,
+                                                         actions], 1)))
         curves.append((check.error.mean(0), check.disagreement))
         starts.append(s[0])
         real.append(f"{len(actions)}{'T' if episode['terminated'] else ''}"
@@ -259,7 +260,7 @@ def main() -> None:
         print("\ndistance of each (s, a) to the nearest data pair (dimensions scaled by the "
               "data's std); the data's own pairs to their nearest other: "
               + ", ".join(f"p{q:g} {v:.2f}" for q, v in zip(OWN_PERCENTILES, own)))
-        print(tabulate([distance_row(k, d, own[2]) for k, d in enumerate(far)],
+        print(tabulate([distance_row(k, d, own[2]) for k, d in enumerate(distances)],
                        headers=["episode", "steps", "distance mean / max", "last 10",
                                 f"steps over the data's p99.9 ({own[2]:.2f})"]))
     if args.model_paths:

@@ -4,6 +4,7 @@ Spearman's rank correlation against its closed form, and utils/check_model.py on
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import numpy as np
@@ -145,6 +146,13 @@ def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
                             "dimension of 'Hopper-v5' is in [0, 10]")):
         res = run_script("utils/check_model.py", "--job", job, "--episodes", "1", *flags)
         assert res.returncode == 2 and message in res.stderr
+    job_data = json.loads((job / "job_data.json").read_text())
+    job_data["data_file"] = str(tmp_path / "gone.pickle")
+    (job / "job_data.json").write_text(json.dumps(job_data))
+    res = run_script("utils/check_model.py", "--job", job, "--episodes", "1", "--data_distance")
+    assert res.returncode == 2
+    assert (f"--data_distance: the run's data_file {tmp_path / 'gone.pickle'} is not found; run "
+            "from the directory the run was started in") in res.stderr
 
 
 def test_check_model_refuses_what_is_not_a_morel_job(tmp_path):
