@@ -3,7 +3,8 @@ members' disagreement on the same (s, a) pairs, to set beside the halting thresh
 (utils/check_model.py). The P-MDP halts where the disagreement is large; it can only protect a
 policy where a large error comes with a large disagreement. And how long paths last: the
 survival statistics that utils/check_survival.py sets side by side for a dataset's episodes
-and the model paths of the policy that logged it."""
+and the model paths of the policy that logged it. And how far (s, a) pairs lie from a
+dataset's, which a detector of unknown pairs would halt on (check_model.py --data_distance)."""
 
 from __future__ import annotations
 
