@@ -62,7 +62,8 @@ from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
 
 DATA_KEYS = ("disagreement_mean", "disagreement_p99", "disagreement_max")
-OWN_PERCENTILES = (50, 99, 99.9, 100)
+FAR_PERCENTILE = 99.9  # of the data's own distances: beyond it a pair counts as far
+OWN_PERCENTILES = (50, 99, FAR_PERCENTILE, 100)
 
 
 def read_morel_job(job: Path) -> dict[str, Any]:
@@ -98,11 +99,11 @@ def real_episode(env: Any, policy: GaussianMLP, seed: int) -> dict[str, Any]:
 
 def run_file(job_data: dict[str, Any], key: str, flag: str) -> Path:
     """The run's file under `key` (reward_file, data_file), which must exist here."""
-    path = Path(str(job_data.get(key)))
-    if not job_data.get(key) or not path.is_file():
-        raise MorelError(f"{flag}: the run's {key} {job_data.get(key)} is not found; run from the "
+    value = job_data.get(key)
+    if not value or not Path(value).is_file():
+        raise MorelError(f"{flag}: the run's {key} {value} is not found; run from the "
                          "directory the run was started in")
-    return path
+    return Path(value)
 
 
 def dataset_distance(job_data: dict[str, Any], obs_dim: int, act_dim: int,
@@ -116,21 +117,25 @@ def dataset_distance(job_data: dict[str, Any], obs_dim: int, act_dim: int,
                          seed=0)
 
 
+def steps_over(values: np.ndarray, limit: float | None) -> str:
+    """How many of values [T] exceed `limit`, with the first such step ('0': none or no
+    limit)."""
+    over = np.flatnonzero(values > limit) if limit is not None else np.array([])
+    return f"{len(over)} (first {over[0]})" if len(over) else "0"
+
+
 def distance_row(k: int, distances: np.ndarray, limit: float) -> list[Any]:
-    over = np.flatnonzero(distances > limit)
     return [k, len(distances), f"{distances.mean():.2f} / {distances.max():.2f}",
-            f"{distances[-10:].mean():.2f}", f"{len(over)} (first {over[0]})" if len(over) else "0"]
+            f"{distances[-10:].mean():.2f}", steps_over(distances, limit)]
 
 
 def episode_row(k: int, episode: dict[str, Any], check: OneStepCheck,
                 truncate_lim: float | None) -> list[Any]:
     error, dis = check.error.mean(0), check.disagreement
-    over = np.flatnonzero(dis > truncate_lim) if truncate_lim is not None else np.array([])
     return [k, len(error), f"{episode['return']:.0f}", "fell" if episode["terminated"] else "",
             f"{error.mean():.4f} / {error.max():.4f}", f"{error[-10:].mean():.4f}",
             f"{dis.mean():.4f} / {dis.max():.4f}", f"{dis[-10:].mean():.4f}",
-            f"{len(over)} (first {over[0]})" if len(over) else "0",
-            f"{rank_correlation(error, dis):.2f}"]
+            steps_over(dis, truncate_lim), f"{rank_correlation(error, dis):.2f}"]
 
 
 def end_values(state: np.ndarray | torch.Tensor, dims: list[int]) -> str:
@@ -140,14 +145,14 @@ def end_values(state: np.ndarray | torch.Tensor, dims: list[int]) -> str:
 
 def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tensor, horizon: int,
                 job_data: dict[str, Any], box: tuple[np.ndarray, np.ndarray] | None,
-                mask: np.ndarray, end_dims: list[int], distance: DataDistance | None = None,
-                far: float = 0.0) -> list[list[str]]:
+                mask: np.ndarray, end_dims: list[int],
+                distance: DataDistance | None = None) -> list[list[str]]:
     """Per start state [K, obs_dim] (masked units; `policy` takes them), per member: the
     model path's length without halting ('T' where the termination function ended it), with
     `end_dims` the raw values (masked / `mask` [obs_dim]) of those dimensions at its last
     step, and its halt step under the run's truncate_lim and halt_patience ('-': none); [K]
     rows of [E] cells each, as "length (values) / halt". With `distance`, " / step": the first
-    step whose (s, a) lies farther than `far` from the data ('-': none)."""
+    step whose (s, a) lies beyond the data's FAR_PERCENTILE from the data ('-': none)."""
     termination = None
     if job_data.get("reward_file"):
         termination = load_reward_file(run_file(job_data, "reward_file",
@@ -155,6 +160,7 @@ def model_fates(model: DynamicsEnsemble, policy: GaussianMLP, starts: torch.Tens
     timing, repeat = job_data.get("reward_timing", "next"), job_data.get("act_repeat", 1)
     action_box = None if box is None else tuple(torch.as_tensor(b, dtype=torch.float32)
                                                 for b in box)
+    far = None if distance is None else distance.percentile(FAR_PERCENTILE)
 
     def roll(rules: HaltRules) -> Rollouts:
         return pmdp_rollouts(model, policy, starts, horizon, rules, zero_reward, termination,
@@ -255,25 +261,26 @@ def main() -> None:
                      if log.get(key))
     lim = "none (no halting)" if truncate_lim is None else f"{truncate_lim:.4f}"
     print(f"truncate_lim {lim}" + (f"; disagreement on the dataset: {data}" if data else ""))
-    own = np.percentile(distance.own, OWN_PERCENTILES) if distance is not None else None
     if distance is not None:
+        far = distance.percentile(FAR_PERCENTILE)
         print("\ndistance of each (s, a) to the nearest data pair (dimensions scaled by the "
               "data's std); the data's own pairs to their nearest other: "
-              + ", ".join(f"p{q:g} {v:.2f}" for q, v in zip(OWN_PERCENTILES, own)))
-        print(tabulate([distance_row(k, d, own[2]) for k, d in enumerate(distances)],
+              + ", ".join(f"p{q:g} {distance.percentile(q):.2f}" for q in OWN_PERCENTILES))
+        print(tabulate([distance_row(k, d, far) for k, d in enumerate(distances)],
                        headers=["episode", "steps", "distance mean / max", "last 10",
-                                f"steps over the data's p99.9 ({own[2]:.2f})"]))
+                                f"steps over the data's p{FAR_PERCENTILE:g} ({far:.2f})"]))
     if args.model_paths:
         horizon = int(job_data.get("horizon", 1000))
         masked = copy.deepcopy(policy)
         masked.fold_obs_mask(1.0 / mask)  # takes the model's masked observations again
         fates = model_fates(model, masked, torch.stack(starts), horizon, job_data, box, mask,
-                            args.end_dims, distance, 0.0 if own is None else own[2])
+                            args.end_dims, distance)
         print(f"\nmodel paths of the mean action from each episode's first state, horizon "
               f"{horizon}: steps without halting (T: the termination function ended it"
               + (f"; dims {', '.join(map(str, args.end_dims))} at the end" if args.end_dims
                  else "") + ") / halt step under truncate_lim"
-              + (" / first step over the data's p99.9" if own is not None else ""))
+              + (f" / first step over the data's p{FAR_PERCENTILE:g}" if distance is not None
+                 else ""))
         print(tabulate([[k, real[k], *cells] for k, cells in enumerate(fates)],
                        headers=["episode", "real steps", *(f"member {e}" for e in
                                                            range(model.num_models))]))

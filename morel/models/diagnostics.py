@@ -93,6 +93,10 @@ class DataDistance:
     std: np.ndarray  # [D]
     own: np.ndarray  # [S]
 
+    def percentile(self, q: float) -> float:
+        """The q-th percentile of the data's own distances."""
+        return float(np.percentile(self.own, q))
+
     def of(self, pairs: np.ndarray) -> np.ndarray:
         """Distances [T] of pairs [T, D] (concatenated s, a in the data's units)."""
         scaled = torch.as_tensor((pairs - self.mean) / self.std, dtype=torch.float32)
