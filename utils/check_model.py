@@ -41,7 +41,6 @@ import torch
 from tabulate import tabulate
 
 from morel.core.errors import MorelError, run_cli
-from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, episode_seeds, seed_arg, stream
 from morel.data.datasets import load_dataset, transitions
 from morel.envs.reward_files import load_reward_file
@@ -57,28 +56,13 @@ from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.policies import GaussianMLP, load_policy
 from morel.pmdp import HaltRules, Rollouts, pmdp_rollouts, zero_reward
-from morel.runs.jobdir import read_job_data
+from morel.runs.jobdir import read_morel_job
 from morel.runs.logger import DataLog
 from morel.runs.plots import check_png_output, plot_model_check
 
 DATA_KEYS = ("disagreement_mean", "disagreement_p99", "disagreement_max")
 FAR_PERCENTILE = 99.9  # of the data's own distances: beyond it a pair counts as far
 OWN_PERCENTILES = (50, 99, FAR_PERCENTILE, 100)
-
-
-def read_morel_job(job: Path) -> dict[str, Any]:
-    """JOB/job_data.json of a run_morel.py job, with a valid truncate_lim."""
-    fix = "--job takes a run_morel.py job directory"
-    if not (job / "job_data.json").is_file():
-        raise MorelError(f"{job}: no job_data.json; {fix}")
-    data = read_job_data(job, fix)
-    if "truncate_lim" not in data:
-        raise MorelError(f"{job / 'job_data.json'}: not a run_morel.py job (no truncate_lim)")
-    lim = data["truncate_lim"]
-    if lim is not None and finite_number(lim) is None:
-        raise MorelError(f"{job / 'job_data.json'}: truncate_lim must be a number or null, got "
-                         f"{str(lim)[:40]}")
-    return data
 
 
 def real_episode(env: Any, policy: GaussianMLP, seed: int) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class Stream(enum.IntEnum):
     SAMPLING = 10  # [iteration]: train_policy.py's real-env episodes
     DYNAMICS_HOLDOUT = 11  # the dynamics fit's held-out samples (fit_holdout)
     SURVIVAL_CHECK = 12  # utils/check_survival.py: the logging policy's action noise
+    GRADIENT_CHECK = 13  # [source, batch]: utils/check_gradient.py's paths and baselines
 
 
 def check_seed(seed: object) -> int:

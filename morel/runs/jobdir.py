@@ -23,6 +23,7 @@ import torch
 
 from morel.core.atomic import atomic_path, check_writable_path
 from morel.core.errors import MorelError
+from morel.core.numbers import finite_number
 from morel.core.torch_files import load_torch_file
 from morel.npg.policies import GaussianMLP, save_policy
 from morel.runs.logger import DataLog
@@ -52,6 +53,21 @@ def read_job_data(job: Path, fix: str) -> dict[str, Any]:
         raise MorelError(f"{data_file}: unreadable ({type(err).__name__}); {fix}") from None
     if not isinstance(data, dict):
         raise MorelError(f"{data_file}: not a JSON object (a run's config); {fix}")
+    return data
+
+
+def read_morel_job(job: Path) -> dict[str, Any]:
+    """JOB/job_data.json of a run_morel.py job, with a valid truncate_lim."""
+    fix = "--job takes a run_morel.py job directory"
+    if not (job / "job_data.json").is_file():
+        raise MorelError(f"{job}: no job_data.json; {fix}")
+    data = read_job_data(job, fix)
+    if "truncate_lim" not in data:
+        raise MorelError(f"{job / 'job_data.json'}: not a run_morel.py job (no truncate_lim)")
+    lim = data["truncate_lim"]
+    if lim is not None and finite_number(lim) is None:
+        raise MorelError(f"{job / 'job_data.json'}: truncate_lim must be a number or null, got "
+                         f"{str(lim)[:40]}")
     return data
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.envs.reward_files import RewardFile
 from morel.envs.scores import normalized_score
 from morel.envs.wrapper import MorelEnv, check_env_id, make_env, make_vector_env
+from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble, save_ensemble
 from morel.models.fit import ensemble_meta, fit_or_load_ensemble
 from morel.models.reward import learned_reward_function
@@ -56,6 +59,54 @@ def mean_action_stats(paths: Rollouts) -> dict[str, float]:
     return {"model_mean_score": float(batch.rewards.sum(1).mean()),
             "model_mean_halt_frac": float(paths.halted.float().mean()),
             "model_mean_length": float(batch.lengths.float().mean())}
+
+
+@dataclass(frozen=True)
+class PmdpSampler:
+    """A run's pessimistic MDP as run_morel builds it from its config: `sampler(policy, starts,
+    gen)` rolls the policy from start states [N, obs_dim] through every member."""
+
+    model: DynamicsEnsemble
+    rules: HaltRules
+    reward_fn: Callable[..., torch.Tensor]
+    termination_fn: Callable[..., torch.Tensor] | None
+    reward_timing: str
+    reward_scale: int
+    horizon: int
+    action_box: tuple[torch.Tensor, torch.Tensor] | None
+    member_per_step: bool
+    state_noise: torch.Tensor | None
+
+    @classmethod
+    def for_run(cls, cfg: MorelConfig, model: DynamicsEnsemble, reward: RewardFile,
+                probe: MorelEnv, truncate_lim: float | None, disagreement_max: float,
+                error_std: torch.Tensor, device: torch.device) -> PmdpSampler:
+        """The P-MDP of `cfg` on `model`; truncate_lim, disagreement_max and error_std are
+        `ensemble_statistics` of the model on the run's dataset."""
+        # a reward file scores one env step: times act_repeat per model step (the original's
+        # rule); a learned reward was fitted on the dataset's per-agent-step rewards already
+        reward_fn = reward.reward_function or learned_reward_function(model)
+        reward_scale = cfg.act_repeat if reward.reward_function else 1
+        halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
+        # disagreement_penalty is per unit of the data's largest disagreement (none: one member)
+        cost = cfg.disagreement_penalty / disagreement_max if disagreement_max > 0 else 0.0
+        rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates,
+                          disagreement_cost=cost, halt_patience=cfg.halt_patience,
+                          member_min_reward=cfg.member_min_reward,
+                          falls_terminate=cfg.falls_terminate)
+        action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
+                            for b in probe.action_box) if cfg.clip_actions else None)
+        return cls(model, rules, reward_fn, reward.termination_function, cfg.reward_timing,
+                   reward_scale, min(cfg.horizon, probe.horizon), action_box,
+                   cfg.rollout_member == "step",
+                   cfg.model_noise * error_std if cfg.model_noise else None)
+
+    def __call__(self, actor: GaussianMLP, starts: torch.Tensor, gen: torch.Generator,
+                 mean_action: bool = False) -> Rollouts:
+        return pmdp_rollouts(self.model, actor, starts, self.horizon, self.rules, self.reward_fn,
+                             self.termination_fn, self.reward_timing, self.reward_scale, gen,
+                             self.action_box, mean_action=mean_action,
+                             member_per_step=self.member_per_step, state_noise=self.state_noise)
 
 
 def start_states(cfg: MorelConfig, data: OfflineData, gen: torch.Generator) -> torch.Tensor:
@@ -163,29 +214,8 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
     # leaves the job directory as it was
     write_config_json(cfg, job / "job_data.json", truncate_lim=truncate_lim)
 
-    # a reward file scores one env step: times act_repeat per model step (the original's rule);
-    # a learned reward was fitted on the dataset's per-agent-step rewards already
-    reward_fn = reward.reward_function or learned_reward_function(model)
-    reward_scale = cfg.act_repeat if reward.reward_function else 1
-    halt_reward = cfg.truncate_reward + (cfg.halt_penalty if cfg.halt_terminates else 0.0)
-    # disagreement_penalty is per unit of the data's largest disagreement (none: one member)
-    cost = cfg.disagreement_penalty / disagreement_max if disagreement_max > 0 else 0.0
-    rules = HaltRules(truncate_lim, halt_reward, cfg.halt_terminates, disagreement_cost=cost,
-                      halt_patience=cfg.halt_patience, member_min_reward=cfg.member_min_reward,
-                      falls_terminate=cfg.falls_terminate)
-    horizon = min(cfg.horizon, probe.horizon)
-    action_box = (tuple(torch.as_tensor(b, dtype=torch.float32, device=device)
-                        for b in probe.action_box) if cfg.clip_actions else None)
-    state_noise = cfg.model_noise * error_std if cfg.model_noise else None
-
-    def rollouts_from(starts: torch.Tensor, gen: torch.Generator, mean_action: bool = False,
-                      actor: GaussianMLP = policy) -> Rollouts:
-        return pmdp_rollouts(model, actor, starts, horizon, rules, reward_fn,
-                             reward.termination_function, cfg.reward_timing, reward_scale, gen,
-                             action_box, mean_action=mean_action,
-                             member_per_step=cfg.rollout_member == "step",
-                             state_noise=state_noise)
-
+    sample = PmdpSampler.for_run(cfg, model, reward, probe, truncate_lim, disagreement_max,
+                                 error_std, device)
     eval_env = (make_vector_env(cfg.env_name, cfg.eval_rollouts, cfg.act_repeat, obs_mask)
                 if cfg.eval_rollouts else None)
     if cfg.bc_init and not resume:
@@ -203,15 +233,15 @@ def _run_in_job(cfg: MorelConfig, job: Path, device: torch.device, reward: Rewar
         t_start = time.perf_counter()
         gen = torch_generator(stream(cfg.seed, Stream.ITERATION, it))
         starts = start_states(cfg, data, gen)
-        rollouts = rollouts_from(starts, gen)
+        rollouts = sample(policy, starts, gen)
         if rollouts.batch.num_samples == 0:
-            raise all_paths_ended_error(it, job, rules.min_length, loop.log.current())
+            raise all_paths_ended_error(it, job, sample.rules.min_length, loop.log.current())
         time_sampling = time.perf_counter() - t_start
         stats, rejection = agent.guarded_step(rollouts.batch, gen)
         if rejection:
             tqdm.write(f"warning: iteration {it} rejected: {rejection}")
-        mean_paths = rollouts_from(starts[:MEAN_ACTION_STARTS], gen, mean_action=True,
-                                   actor=agent.evaluated_policy)
+        mean_paths = sample(agent.evaluated_policy, starts[:MEAN_ACTION_STARTS], gen,
+                            mean_action=True)
         t_eval = time.perf_counter()
         scores = (evaluation_scores(eval_env, agent, cfg, it) if eval_env is not None
                   else {"eval_score": math.nan})

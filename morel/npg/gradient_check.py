@@ -1,0 +1,76 @@
+"""Does an NPG step drawn from one source of paths climb another source's objective?
+(utils/check_gradient.py)
+
+Each batch of paths gives the gradient g [P] of NPG's surrogate at a policy, computed as
+`NPGAgent.train_step` does but with a value baseline fitted afresh on the batch itself
+(`batch_gradient`: GAE advantages from it, whitened, then the mean of grad log pi(a|s) A), and
+the step NPG would take on it (`npg_direction`: (F + damping I)^-1 g by CG from g, F on the
+batch's own states). Steps are scaled to one unit of KL on a fixed set of reference states
+(`unit_steps`: x / sqrt(x^T F_ref x)), and a step's first-order gain in another batch's
+objective is g . x (`step_gains`, `objective_gains`). Averaged over independent batches,
+g_real . x_model beside g_real . x_real' (another real batch's step) says how much real progress
+a model step makes per unit of KL against a real step: as much, none (0), or a loss (below 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from morel.npg.baselines import MLPBaseline
+from morel.npg.gae import discounted_returns, gae_advantages, whiten
+from morel.npg.natural_gradient import conjugate_gradient, fisher_vector_product_fn, flat_grad
+from morel.npg.paths import PathBatch
+from morel.npg.policies import GaussianMLP
+
+
+def surrogate_gradient(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor,
+                       adv: torch.Tensor) -> torch.Tensor:
+    """Gradient [P] of mean_i pi(a_i|s_i) / pi_old(a_i|s_i) A_i at pi_old = policy, that is
+    mean_i grad log pi(a_i|s_i) A_i; obs [M, obs_dim], act [M, act_dim], adv [M]."""
+    return flat_grad((policy.log_likelihood(obs, act) * adv).mean(), list(policy.parameters()))
+
+
+def batch_gradient(policy: GaussianMLP, batch: PathBatch, baseline: MLPBaseline, gamma: float,
+                   gae_lambda: float, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, float]:
+    """NPG's surrogate gradient [P] on `batch`, with `baseline` first fitted to the batch's
+    discounted returns; returns it and the baseline's relative error after the fit."""
+    _, error = baseline.fit(batch, discounted_returns(batch.rewards, batch.mask, gamma),
+                            generator)
+    advantages = gae_advantages(batch.rewards, baseline.predict(batch), batch.mask,
+                                batch.terminated, gamma, gae_lambda)
+    advantages = whiten(advantages, batch.mask)
+    return surrogate_gradient(policy, batch.valid(batch.observations),
+                              batch.valid(batch.actions), batch.valid(advantages)), error
+
+
+def npg_direction(policy: GaussianMLP, obs: torch.Tensor, grad: torch.Tensor, damping: float,
+                  cg_iters: int) -> torch.Tensor:
+    """The direction [P] of NPG's step for `grad`: (F + damping I)^-1 grad by `cg_iters` CG
+    iterations from grad, F the Fisher matrix on obs [M, obs_dim] (as `npg_step` takes it)."""
+    fvp = fisher_vector_product_fn(policy, obs, damping)
+    return conjugate_gradient(fvp, grad, cg_iters, x0=grad)
+
+
+def unit_steps(directions: torch.Tensor,
+               fvp: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """directions [S, P] scaled to x^T F x = 1, F given as `fvp` (v -> F v; the Fisher matrix on
+    reference states, without damping): steps whose KL there is about 1/2 each, float64."""
+    norms = torch.stack([torch.sqrt(x.double() @ fvp(x).double()) for x in directions])
+    return directions.double() / norms[:, None]
+
+
+def step_gains(grads: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """First-order gains [R, S]: gain[r, s] = grads[r] . steps[s] (float64)."""
+    return grads.double() @ steps.double().T
+
+
+def objective_gains(gains: torch.Tensor, columns: list[int], own_batches: bool) -> torch.Tensor:
+    """The mean gain [R] in each row's objective of the steps in `columns` of gains [R, S];
+    own_batches: the k-th of those steps was drawn from the batch of row k, and that pair is
+    left out (a step scored on its own batch's gradient also climbs that batch's noise)."""
+    rows = [[float(gains[r, c]) for k, c in enumerate(columns) if not (own_batches and r == k)]
+            for r in range(len(gains))]
+    return torch.tensor([sum(row) / len(row) for row in rows], dtype=torch.float64)

@@ -1,0 +1,225 @@
+"""The gradient check: the surrogate's gradient against finite differences, a batch's gradient
+against a float64 recomputation with per-path loops, NPG's direction and the unit steps against
+a direct solve with the KL's exact Hessian, the mean gain on synthetic noisy gradients of a
+known answer, and utils/check_gradient.py on a tiny run."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from conftest import run_script, write_config
+
+from morel.npg.baselines import MLPBaseline
+from morel.npg.gradient_check import (
+    batch_gradient,
+    npg_direction,
+    objective_gains,
+    step_gains,
+    surrogate_gradient,
+    unit_steps,
+)
+from morel.npg.natural_gradient import fisher_vector_product_fn, gaussian_kl, npg_step
+from morel.npg.paths import PathBatch
+from morel.npg.policies import GaussianMLP
+
+
+def random_samples(policy: GaussianMLP, n: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.randn(n, policy.obs_dim, generator=gen)
+    with torch.no_grad():
+        act = policy(obs) + torch.exp(policy.log_std) * torch.randn(n, policy.act_dim,
+                                                                    generator=gen)
+    return obs, act, torch.randn(n, generator=gen)
+
+
+def test_surrogate_gradient_is_the_finite_difference_of_the_surrogate():
+    policy = GaussianMLP(3, 2, (5,), init_log_std=-0.5, seed=1).double()
+    obs, act, adv = (x.double() for x in random_samples(policy, 40, seed=2))
+    with torch.no_grad():
+        old = policy.log_likelihood(obs, act)
+    grad = surrogate_gradient(policy, obs, act, adv)
+    theta = policy.flat_params().detach().clone()
+
+    def surrogate_at(flat: torch.Tensor) -> float:
+        policy.set_flat_params(flat)
+        with torch.no_grad():
+            return float((torch.exp(policy.log_likelihood(obs, act) - old) * adv).mean())
+
+    for k in range(3):
+        v = torch.randn(len(theta), generator=torch.Generator().manual_seed(k),
+                        dtype=torch.float64)
+        eps = 1e-6
+        numeric = (surrogate_at(theta + eps * v) - surrogate_at(theta - eps * v)) / (2 * eps)
+        assert float(grad @ v) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def reference_advantages(rewards, values, lengths, terminated, gamma, lam):
+    """GAE with a loop over each path's steps, float64, then whitened over all valid steps."""
+    out = []
+    for r, v, n, end in zip(rewards, values, lengths, terminated):
+        r, v = r[:n].double(), v[:n].double()
+        adv, running = torch.zeros(n, dtype=torch.float64), 0.0
+        for t in reversed(range(n)):
+            following = v[t + 1] if t + 1 < n else (0.0 if end else v[n - 1])
+            running = r[t] + gamma * following - v[t] + gamma * lam * running
+            adv[t] = running
+        out.append(adv)
+    flat = torch.cat(out)
+    return (flat - flat.mean()) / (flat.std(unbiased=False) + 1e-6)
+
+
+def test_batch_gradient_against_a_float64_recomputation():
+    policy = GaussianMLP(4, 2, (6,), init_log_std=-0.5, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    lengths = [7, 3, 5]
+    paths = [{"observations": torch.randn(n, 4, generator=gen).numpy(),
+              "actions": torch.randn(n, 2, generator=gen).numpy(),
+              "rewards": torch.rand(n, generator=gen).numpy(), "terminated": k == 1}
+             for k, n in enumerate(lengths)]
+    batch = PathBatch.from_paths(paths)
+    baseline = MLPBaseline(4, (16,), batch_size=4, epochs=40, seed=5)
+    grad, error = batch_gradient(policy, batch, baseline, 0.99, 0.95,
+                                 torch.Generator().manual_seed(6))
+    values = baseline.predict(batch)  # the fitted baseline, which the gradient used
+    returns = torch.cat([torch.tensor([sum(0.99 ** (k - t) * float(r[k]) for k in range(t, n))
+                                       for t in range(n)], dtype=torch.float64)
+                         for r, n in zip(batch.rewards, lengths)])
+    fitted = batch.valid(values).double()
+    assert error == pytest.approx(float(((returns - fitted) ** 2).sum() / (returns**2).sum()),
+                                  rel=1e-4)
+    unfitted = batch.valid(MLPBaseline(4, (16,), seed=5).predict(batch)).double()
+    assert error < float(((returns - unfitted) ** 2).sum() / (returns**2).sum())  # fitted
+    adv = reference_advantages(batch.rewards, values, lengths, batch.terminated.tolist(),
+                               0.99, 0.95)
+    obs, act = batch.valid(batch.observations), batch.valid(batch.actions)
+    expected = surrogate_gradient(policy.double(), obs.double(), act.double(), adv)
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-6)
+
+
+def kl_hessian(policy: GaussianMLP, obs: torch.Tensor) -> torch.Tensor:
+    """The exact Hessian [P, P] of the mean KL(policy || moved policy) at the policy, float64."""
+    shapes = [(name, p.shape) for name, p in policy.named_parameters()]
+    theta = policy.flat_params().detach().double()
+    obs = obs.double()
+    ref = policy.double()
+    with torch.no_grad():
+        mean0, log_std0 = ref(obs), ref.log_std.detach().clone()
+
+    def kl(flat: torch.Tensor) -> torch.Tensor:
+        params, start = {}, 0
+        for name, shape in shapes:
+            size = math.prod(shape)
+            params[name] = flat[start:start + size].view(shape)
+            start += size
+        mean = torch.func.functional_call(ref, params, (obs,))
+        return gaussian_kl(mean0, log_std0, mean, params["log_std"])
+
+    return torch.autograd.functional.hessian(kl, theta)
+
+
+def test_npg_direction_and_unit_steps_against_a_direct_solve_with_the_exact_kl_hessian():
+    policy = GaussianMLP(3, 2, (5,), init_log_std=-0.7, seed=7)
+    obs = torch.randn(30, 3, generator=torch.Generator().manual_seed(8))
+    grads = torch.randn(3, len(policy.flat_params()), generator=torch.Generator().manual_seed(9))
+    damping = 1e-2
+    fisher = kl_hessian(GaussianMLP(3, 2, (5,), init_log_std=-0.7, seed=7), obs)
+    solved = torch.linalg.solve(fisher + damping * torch.eye(len(fisher), dtype=torch.float64),
+                                grads.double().T).T
+    directions = torch.stack([npg_direction(policy, obs, g, damping, 300) for g in grads])
+    torch.testing.assert_close(directions.double(), solved, rtol=1e-3, atol=1e-4)
+    steps = unit_steps(directions, fisher_vector_product_fn(policy, obs, 0.0))
+    torch.testing.assert_close(torch.einsum("sp,pq,sq->s", steps, fisher, steps),
+                               torch.ones(3, dtype=torch.float64), rtol=1e-4, atol=0)
+    scale = directions.double().norm(dim=1) / steps.norm(dim=1)
+    torch.testing.assert_close(steps * scale[:, None], directions.double())  # same directions
+    torch.testing.assert_close(step_gains(grads, steps), grads.double() @ steps.T)
+
+
+def test_npg_direction_is_the_direction_of_npg_steps_with_few_cg_iterations():
+    policy = GaussianMLP(3, 2, (6,), init_log_std=-0.3, seed=2)
+    obs, act, adv = random_samples(policy, 64, seed=3)
+    with torch.no_grad():
+        old = policy.log_likelihood(obs, act)
+    grad = surrogate_gradient(policy, obs, act, adv)
+    torch.testing.assert_close(grad, flat_surrogate_grad(policy, obs, act, adv, old))
+    direction = npg_direction(policy, obs, grad, 1e-3, 5)
+    before = policy.flat_params().detach().clone()
+    npg_step(policy, obs, act, adv, 0.01, cg_iters=5, damping=1e-3)
+    step = policy.flat_params().detach() - before
+    cos = float(step @ direction / (step.norm() * direction.norm()))
+    assert cos == pytest.approx(1.0, abs=1e-5)
+
+
+def flat_surrogate_grad(policy, obs, act, adv, old):
+    value = (torch.exp(policy.log_likelihood(obs, act) - old) * adv).mean()
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value, policy.parameters())])
+
+
+def test_objective_gains_measure_a_step_against_a_real_step_without_its_own_noise():
+    """Real gradients g + noise, real steps along them, model steps at a known angle to g: the
+    ratio of mean gains is cos(angle) / E[cos(g, g + noise)], known in closed form here."""
+    gen = torch.Generator().manual_seed(10)
+    dim, count, noise, angle_cos = 20_000, 4, 1.5, 0.5
+    true = torch.randn(dim, generator=gen, dtype=torch.float64)
+    real = torch.stack([true + noise * torch.randn(dim, generator=gen, dtype=torch.float64)
+                        for _ in range(count)])
+    unit_true = true / true.norm()
+    model = []
+    for _ in range(count):
+        side = torch.randn(dim, generator=gen, dtype=torch.float64)
+        side -= (side @ unit_true) * unit_true
+        model.append(angle_cos * unit_true + math.sqrt(1 - angle_cos**2) * side / side.norm())
+    steps = unit_steps(torch.cat([torch.stack(model), real]), lambda v: v)
+    gains = step_gains(real, steps)
+    model_cols, real_cols = list(range(count)), list(range(count, 2 * count))
+    real_gain = objective_gains(gains, real_cols, True)  # [count]: one per real objective
+    assert real_gain.shape == (count,)
+    ratio = float(objective_gains(gains, model_cols, False).mean() / real_gain.mean())
+    real_cos = true.norm() / math.sqrt(true.norm() ** 2 + noise**2 * dim)  # about 0.55
+    assert ratio == pytest.approx(angle_cos / float(real_cos), rel=0.05)
+    # scored on its own batch, a real step also climbs that batch's noise: far larger
+    assert objective_gains(gains, real_cols, False).mean() > 1.5 * real_gain.mean()
+    real_part = gains[:, count:]  # row r's own step is column r of it
+    torch.testing.assert_close(real_gain, (real_part.sum(1) - real_part.diagonal()) / (count - 1))
+    torch.testing.assert_close(objective_gains(gains, model_cols, False), gains[:, :count].mean(1))
+
+
+def gain_rows(stdout: str) -> list[list[str]]:
+    table = stdout.split("---")[-1].splitlines()
+    return [line.split() for line in table if re.match(r"\s*(\d+|all)\s", line)]
+
+
+def test_check_gradient_script_on_a_tiny_run(hopper_data, tmp_path):
+    job = tmp_path / "job"
+    made = run_script("run_morel.py", "--config",
+                      write_config(tmp_path, hopper_data, extra="'save_freq': 1"),
+                      "--output", job)
+    assert made.returncode == 0, made.stderr
+    flags = ["--job", job, "--batches", "2", "--real_samples", "60", "--vf_epochs", "1"]
+    res = run_script("utils/check_gradient.py", *flags, "--cut", "10")
+    assert res.returncode == 0, res.stderr
+    rows = gain_rows(res.stdout)
+    assert [r[0] for r in rows] == ["0", "1", "all"]  # iterations/policy_0.pt, policy_1.pt
+    cells = [re.findall(r"(-?\d+\.\d\d) ± (\d+\.\d\d)", " ".join(row)) for row in rows]
+    assert [len(c) for c in cells] == [3, 3, 3]  # model, real and cut steps' gains
+    for k in range(3):  # the pooled mean is the policies' mean (each as many objectives)
+        pooled = (float(cells[0][k][0]) + float(cells[1][k][0])) / 2
+        assert float(cells[2][k][0]) == pytest.approx(pooled, abs=0.011)
+    assert "cut: the real episodes at 10 steps" in res.stdout
+    again = run_script("utils/check_gradient.py", *flags, "--cut", "10")
+    assert again.stdout == res.stdout  # seeded: the same batches and gains
+    other = run_script("utils/check_gradient.py", *flags, "--seed", "3", "--policies",
+                       job / "iterations" / "policy_1.pt")
+    assert other.returncode == 0, other.stderr
+    assert [r[0] for r in gain_rows(other.stdout)] == ["1"]  # one policy: no pooled row
+    assert "cut step" not in other.stdout and len(gain_rows(other.stdout)[0]) == 7 + 6
+    for extra, message in ((["--batches", "1"], "--batches must be >= 2"),
+                           (["--cut", "0"], "--cut must be >= 1")):
+        bad = run_script("utils/check_gradient.py", *flags, *extra)
+        assert bad.returncode == 2 and message in bad.stderr
+    bad = run_script("utils/check_gradient.py", "--job", tmp_path)
+    assert bad.returncode == 2
+    assert "no job_data.json; --job takes a run_morel.py job directory" in bad.stderr

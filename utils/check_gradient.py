@@ -1,0 +1,234 @@
+"""Does a MOReL run's P-MDP point NPG where the real env would? The NPG step a saved policy
+would take on model paths, scored by the real env's gradient beside a step taken on real
+episodes.
+
+    python utils/check_gradient.py --job runs/hopper_v5_quick
+    python utils/check_gradient.py --job runs/hopper_v5_quick --cut 250 \
+        --policies runs/hopper_v5_quick/iterations/policy_9.pt
+
+For each policy (default: the run's JOB/iterations/policy_N.pt), --batches independent batches
+of each source, all with the policy's own Gaussian noise, as NPG samples:
+- model: the run's P-MDP rebuilt from job_data.json (its dataset, JOB/models.pt, halting,
+  penalties and horizon; `update_paths` start states through every member);
+- real: whole real episodes, --real_samples steps or more (default: the model batch's
+  most, update_paths x num_models x horizon);
+- cut (with --cut H): the real batches' episodes cut at H steps, the cut terminal: a world as
+  short as the P-MDP's, with the real dynamics.
+On each batch: the gradient of NPG's surrogate with a value baseline fitted afresh on it (the
+run's vf keys, --vf_epochs epochs) and the NPG step on it (the run's damping and CG
+iterations, F on the batch's states), scaled to one unit of KL on the real batches' states
+(morel/npg/gradient_check.py). A step's gain is its first-order progress in a real batch's
+objective (the real gradient times the step), averaged over the real batches it was not drawn
+from. Printed per policy: its eval_score, the real return of its noisy policy (over the real
+batches' episodes), the model paths' mean return and length, and the mean gain x 1000 of a
+model step, of a real step (scored on the other real batches) and of a cut-world step, each
++- its standard error over the real objectives: a model step that gains as much as a real one
+climbs the real return as fast per unit of KL, about 0 is a random step for the real env, below
+0 loses real return. The last row pools the policies. Seeds: stream GRADIENT_CHECK of --seed
+(default: the run's seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tabulate import tabulate
+from tqdm import tqdm
+
+from morel.config.files import config_from_dict
+from morel.config.schema import MorelConfig
+from morel.core.errors import MorelError, run_cli
+from morel.core.floats import reproducible_cpu_math
+from morel.core.numbers import finite_number
+from morel.core.seeding import Stream, int_seed, seed_arg, stream, torch_generator
+from morel.data.offline import OfflineData, load_offline_data, load_reward
+from morel.envs.sampling import collect_episodes, sampled_action_fn
+from morel.envs.wrapper import make_env, make_vector_env
+from morel.models.files import load_ensemble
+from morel.npg.baselines import MLPBaseline
+from morel.npg.gradient_check import (
+    batch_gradient,
+    npg_direction,
+    objective_gains,
+    step_gains,
+    unit_steps,
+)
+from morel.npg.natural_gradient import fisher_vector_product_fn
+from morel.npg.paths import PathBatch
+from morel.npg.policies import GaussianMLP, load_policy
+from morel.pmdp import ensemble_statistics
+from morel.runs.jobdir import read_morel_job
+from morel.runs.morel import PmdpSampler, start_states
+from morel.runs.train import finite_horizon
+
+SOURCES = ("model", "real", "cut")
+ENVS = 16  # real envs stepped together
+
+
+def run_config(job: Path) -> tuple[MorelConfig, float | None]:
+    """The run's config from JOB/job_data.json, and its truncate_lim."""
+    data = read_morel_job(job)
+    keys = {k: v for k, v in data.items() if k != "truncate_lim"}
+    return config_from_dict(keys, source=str(job / "job_data.json")), data["truncate_lim"]
+
+
+def run_pmdp(job: Path, cfg: MorelConfig, truncate_lim: float | None
+             ) -> tuple[PmdpSampler, OfflineData]:
+    """The run's P-MDP on its dataset and JOB/models.pt (on the CPU); refused when the halting
+    threshold they give is not the run's (another dataset under the same name)."""
+    probe = make_env(cfg.env_name, cfg.act_repeat)
+    cpu = torch.device("cpu")
+    reward = load_reward(cfg, None, probe.obs_dim, probe.act_dim)
+    data = load_offline_data(cfg, probe.obs_dim, probe.act_dim, reward, cpu, probe.action_box)
+    model, _ = load_ensemble(str(job / "models.pt"), cpu)
+    stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef, cfg.halt_quantile)
+    lim = stats["truncate_lim"]
+    if (lim is None) != (truncate_lim is None) or (
+            lim is not None and not math.isclose(lim, truncate_lim, rel_tol=1e-4)):
+        raise MorelError(f"{job}: the run's truncate_lim is {truncate_lim}, its data_file "
+                         f"{cfg.data_file} and models.pt give {lim}: the dataset is not the "
+                         "one the run was fitted on")
+    return PmdpSampler.for_run(cfg, model, reward, probe, lim, stats["disagreement_max"],
+                               stats["error_std"], cpu), data
+
+
+def run_policies(job: Path) -> list[Path]:
+    """JOB/iterations/policy_N.pt in order of N."""
+    found = [(int(m[1]), p) for p in (job / "iterations").glob("policy_*.pt")
+             if (m := re.fullmatch(r"policy_(\d+)\.pt", p.name))]
+    if not found:
+        raise MorelError(f"{job / 'iterations'}: no policy_N.pt; pass --policies")
+    return [p for _, p in sorted(found)]
+
+
+def training_policy(path: Path, obs_mask: np.ndarray) -> tuple[GaussianMLP, dict[str, Any]]:
+    """A saved policy as NPG trained it: on observations times the run's obs_mask."""
+    policy, meta = load_policy(path)
+    mask = np.asarray(meta.get("trained_obs_mask", np.ones(policy.obs_dim)), dtype=np.float64)
+    if not np.allclose(mask, obs_mask):
+        raise MorelError(f"{path}: trained under obs_mask {mask.tolist()}, the run's data has "
+                         f"{np.asarray(obs_mask).tolist()}: not a policy of this run")
+    policy.fold_obs_mask(1.0 / mask)
+    return policy, meta
+
+
+def cut_paths(paths: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]:
+    """Episodes cut at `horizon` steps, the cut terminal."""
+    cut = [{**p, **{k: p[k][:horizon] for k in ("observations", "actions", "rewards")}}
+           for p in paths]
+    return finite_horizon(cut, horizon)
+
+
+def source_gains(policy: GaussianMLP, cfg: MorelConfig, sample: PmdpSampler,
+                 data: OfflineData, count: int, real_samples: int, cut: int | None,
+                 vf_epochs: int, seed: int) -> tuple[dict[str, list[PathBatch]], torch.Tensor]:
+    """`count` batches of each source and the gains [count, K] of every batch's unit NPG step
+    (columns: model 0 ... count-1, real 0 ...[, cut 0 ...]) in each real batch's objective."""
+    vec_env = make_vector_env(cfg.env_name, ENVS, cfg.act_repeat, data.obs_mask)
+    batches: dict[str, list[PathBatch]] = {s: [] for s in SOURCES}
+    for k in range(count):
+        gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
+        batch = sample(policy, start_states(cfg, data, gen), gen).batch
+        if batch.num_samples == 0:
+            raise MorelError(f"the termination function ended every model path within "
+                             f"{sample.rules.min_length} steps: no model step to score")
+        batches["model"].append(batch)
+        paths = collect_episodes(vec_env, sampled_action_fn(policy.mean_std), real_samples,
+                                 stream(seed, Stream.GRADIENT_CHECK, 1, k), progress=False)
+        batches["real"].append(PathBatch.from_paths(paths))
+        if cut is not None:
+            batches["cut"].append(PathBatch.from_paths(cut_paths(paths, cut)))
+    fim = cfg.npg_hp.FIM_invert_args
+    grads, directions = {}, []
+    for k, (source, batch) in enumerate((s, b) for s in SOURCES for b in batches[s]):
+        baseline = MLPBaseline(policy.obs_dim, cfg.vf_hidden_size, cfg.vf_lr, cfg.vf_wd,
+                               cfg.vf_batch_size, vf_epochs,
+                               seed=int_seed(stream(seed, Stream.GRADIENT_CHECK, 2)))
+        grad, _ = batch_gradient(policy, batch, baseline, cfg.gamma, cfg.gae_lambda,
+                                 torch_generator(stream(seed, Stream.GRADIENT_CHECK, 3, k)))
+        grads.setdefault(source, []).append(grad)
+        directions.append(npg_direction(policy, batch.valid(batch.observations), grad,
+                                        fim.damping, fim.iters))
+    ref_obs = torch.cat([b.valid(b.observations) for b in batches["real"]])
+    steps = unit_steps(torch.stack(directions), fisher_vector_product_fn(policy, ref_obs, 0.0))
+    return batches, step_gains(torch.stack(grads["real"]), steps)
+
+
+def gain_summary(gains: torch.Tensor, index: dict[str, list[int]]) -> np.ndarray:
+    """Per source (in the order of `index`), its steps' mean gain in each real batch's objective
+    (leaving out a step's own batch) [sources, real batches]."""
+    return np.stack([objective_gains(gains, index[s], s != "model").numpy() for s in index])
+
+
+def gain_cells(per_objective: np.ndarray) -> list[str]:
+    """Each source's mean gain x 1000 +- its standard error over the real objectives."""
+    count = per_objective.shape[1]
+    mean = per_objective.mean(1) * 1000
+    error = per_objective.std(1, ddof=1) / np.sqrt(count) * 1000
+    return [f"{m:.2f} ± {e:.2f}" for m, e in zip(mean, error)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--job", required=True, help="run_morel.py job directory")
+    p.add_argument("--policies", nargs="+", default=None, metavar="FILE",
+                   help="policy files of the run (default: JOB/iterations/policy_N.pt)")
+    p.add_argument("--batches", type=int, default=4,
+                   help="batches per source (>= 2: a real step is scored on the others)")
+    p.add_argument("--real_samples", type=int, default=None,
+                   help="real steps per batch (default: update_paths x num_models x horizon)")
+    p.add_argument("--cut", type=int, default=None, metavar="H",
+                   help="also compare real episodes cut at H steps (terminal)")
+    p.add_argument("--vf_epochs", type=int, default=5,
+                   help="epochs of each batch's fresh value baseline")
+    p.add_argument("--seed", type=seed_arg, default=None, help="default: the run's seed")
+    args = p.parse_args()
+    for flag, low in (("batches", 2), ("real_samples", 1), ("cut", 1), ("vf_epochs", 1)):
+        value = getattr(args, flag)
+        if value is not None and value < low:
+            raise MorelError(f"--{flag} must be >= {low}")
+    job = Path(args.job)
+    cfg, truncate_lim = run_config(job)
+    policies = [Path(f) for f in args.policies] if args.policies else run_policies(job)
+    reproducible_cpu_math()
+    torch.set_num_threads(1)  # the batches repeat exactly on one CPU
+    sample, data = run_pmdp(job, cfg, truncate_lim)
+    real_samples = args.real_samples or cfg.update_paths * cfg.num_models * sample.horizon
+    seed = args.seed if args.seed is not None else cfg.seed
+    sources = SOURCES if args.cut else SOURCES[:2]
+    count = args.batches
+    index = {s: list(range(k * count, (k + 1) * count)) for k, s in enumerate(sources)}
+    rows, summaries = [], []
+    for path in tqdm(policies, desc="policies", unit="policy", dynamic_ncols=True):
+        policy, meta = training_policy(path, data.obs_mask)
+        batches, gains = source_gains(policy, cfg, sample, data, count, real_samples, args.cut,
+                                      args.vf_epochs, seed)
+        real_returns = torch.cat([b.path_returns() for b in batches["real"]])
+        model_returns = torch.cat([b.path_returns() for b in batches["model"]])
+        model_lengths = torch.cat([b.lengths for b in batches["model"]]).float()
+        iteration, score = meta.get("iteration"), finite_number(meta.get("eval_score"))
+        summaries.append(gain_summary(gains, index))
+        rows.append([iteration if isinstance(iteration, int) else path.stem,
+                     "-" if score is None else f"{score:.0f}",
+                     f"{float(real_returns.mean()):.0f} ({len(real_returns)})",
+                     f"{float(model_returns.mean()):.0f} / {float(model_lengths.mean()):.0f}",
+                     *gain_cells(summaries[-1])])
+    if len(rows) > 1:  # the policies' objectives pooled
+        rows.append(["all", "", "", "", *gain_cells(np.concatenate(summaries, 1))])
+    headers = ["iteration", "eval_score", "real return (episodes)", "model return / length",
+               *(f"{s} step's gain" for s in sources)]
+    print(f"first-order real gain of NPG's step per unit of KL, {count} batches per source "
+          f"(real: {real_samples} steps or more; model: {cfg.update_paths} starts x "
+          f"{cfg.num_models} members, horizon {sample.horizon}"
+          + (f"; cut: the real episodes at {args.cut} steps" if args.cut else "") + ")")
+    print(tabulate(rows, headers=headers, disable_numparse=True))
+
+
+if __name__ == "__main__":
+    run_cli(main)
