@@ -97,6 +97,18 @@ def hopper_data(tmp_path_factory) -> Path:
     return collect_hopper_medium(tmp_path_factory.mktemp("bad_inputs") / "hopper.pickle", 400)
 
 
+@pytest.fixture(scope="session")
+def tiny_morel_job(hopper_data, tmp_path_factory) -> Path:
+    """A finished tiny run_morel job on `hopper_data` (write_config's, a policy saved at each of
+    its 2 iterations), shared read-only by the checks' tests: copy it before changing it."""
+    folder = tmp_path_factory.mktemp("tiny_morel_job")
+    made = run_script("run_morel.py", "--config",
+                      write_config(folder, hopper_data, extra="'save_freq': 1"),
+                      "--output", folder / "job")
+    assert made.returncode == 0, made.stderr
+    return folder / "job"
+
+
 def write_config(folder: Path, data: Path, env: str = "Hopper-v5", model: str = "None",
                  extra: str = "", reward: Path = HOPPER_REWARD, seed: str = "0",
                  num_iter: int = 2) -> Path:

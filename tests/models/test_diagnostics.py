@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_script, write_config
+from conftest import ROOT, run, run_script, write_config
 
 from morel.data.datasets import Dataset, load_dataset, save_dataset
 from morel.models.diagnostics import (
@@ -85,11 +86,8 @@ def test_rank_correlation_closed_form():
     assert np.isnan(rank_correlation(np.arange(2.0), np.arange(2.0)))
 
 
-def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
-    job = tmp_path / "job"
-    made = run_script("run_morel.py", "--config", write_config(tmp_path, hopper_data),
-                      "--output", job)
-    assert made.returncode == 0, made.stderr
+def test_check_model_script_on_a_tiny_run(tiny_morel_job, tmp_path):
+    job = tiny_morel_job
     plot = tmp_path / "check.png"
     res = run_script("utils/check_model.py", "--job", job, "--episodes", "2", "--plot", plot)
     assert res.returncode == 0, res.stderr
@@ -146,6 +144,7 @@ def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
                             "dimension of 'Hopper-v5' is in [0, 10]")):
         res = run_script("utils/check_model.py", "--job", job, "--episodes", "1", *flags)
         assert res.returncode == 2 and message in res.stderr
+    job = shutil.copytree(job, tmp_path / "moved")  # the shared job stays as it is
     job_data = json.loads((job / "job_data.json").read_text())
     job_data["data_file"] = str(tmp_path / "gone.pickle")
     (job / "job_data.json").write_text(json.dumps(job_data))
@@ -155,16 +154,18 @@ def test_check_model_script_on_a_tiny_run(hopper_data, tmp_path):
             "from the directory the run was started in") in res.stderr
 
 
-def test_check_model_refuses_what_is_not_a_morel_job(tmp_path):
+@pytest.mark.parametrize("script", ["utils/check_model.py", "utils/check_gradient.py"])
+def test_the_checks_refuse_what_is_not_a_morel_job(script, tmp_path, monkeypatch, capsys):
     (tmp_path / "notes.png").write_text("my notes")
-    res = run_script("utils/check_model.py", "--job", tmp_path)
-    assert res.returncode == 2
-    assert "no job_data.json; --job takes a run_morel.py job directory" in res.stderr
+    err = run(script, ["--job", tmp_path], monkeypatch, capsys)
+    assert "no job_data.json; --job takes a run_morel.py job directory" in err
     (tmp_path / "job_data.json").write_text('{"seed": 1}')
-    res = run_script("utils/check_model.py", "--job", tmp_path)
-    assert res.returncode == 2 and "not a run_morel.py job (no truncate_lim)" in res.stderr
-    res = run_script("utils/check_model.py", "--job", tmp_path, "--plot", tmp_path / "notes.png")
-    assert res.returncode == 2 and "exists and is not a PNG image" in res.stderr
+    err = run(script, ["--job", tmp_path], monkeypatch, capsys)
+    assert "not a run_morel.py job (no truncate_lim)" in err
+    if script == "utils/check_model.py":
+        err = run(script, ["--job", tmp_path, "--plot", tmp_path / "notes.png"], monkeypatch,
+                  capsys)
+        assert "exists and is not a PNG image" in err
     assert (tmp_path / "notes.png").read_text() == "my notes"
 
 
