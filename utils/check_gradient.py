@@ -49,17 +49,11 @@ from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, int_seed, seed_arg, stream, torch_generator
 from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.envs.sampling import collect_episodes, sampled_action_fn
-from morel.envs.wrapper import make_env, make_vector_env
+from morel.envs.wrapper import EnvBatch, make_env, make_vector_env
 from morel.models.files import load_ensemble
 from morel.npg.baselines import MLPBaseline
-from morel.npg.gradient_check import (
-    batch_gradient,
-    npg_direction,
-    objective_gains,
-    step_gains,
-    unit_steps,
-)
-from morel.npg.natural_gradient import fisher_vector_product_fn
+from morel.npg.gradient_check import batch_gradient, objective_gains, step_gains, unit_steps
+from morel.npg.natural_gradient import fisher_vector_product_fn, npg_direction
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP, load_policy
 from morel.pmdp import ensemble_statistics
@@ -126,11 +120,12 @@ def cut_paths(paths: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]
 
 
 def source_gains(policy: GaussianMLP, cfg: MorelConfig, sample: PmdpSampler,
-                 data: OfflineData, count: int, real_samples: int, cut: int | None,
-                 vf_epochs: int, seed: int) -> tuple[dict[str, list[PathBatch]], torch.Tensor]:
-    """`count` batches of each source and the gains [count, K] of every batch's unit NPG step
-    (columns: model 0 ... count-1, real 0 ...[, cut 0 ...]) in each real batch's objective."""
-    vec_env = make_vector_env(cfg.env_name, ENVS, cfg.act_repeat, data.obs_mask)
+                 data: OfflineData, vec_env: EnvBatch, count: int, real_samples: int,
+                 cut: int | None, vf_epochs: int, seed: int
+                 ) -> tuple[dict[str, list[PathBatch]], torch.Tensor]:
+    """`count` batches of each source (the real ones on `vec_env`) and the gains [count, K] of
+    every batch's unit NPG step (columns: model 0 ... count-1, real 0 ...[, cut 0 ...]) in each
+    real batch's objective."""
     batches: dict[str, list[PathBatch]] = {s: [] for s in SOURCES}
     for k in range(count):
         gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
@@ -204,11 +199,12 @@ def main() -> None:
     sources = SOURCES if args.cut else SOURCES[:2]
     count = args.batches
     index = {s: list(range(k * count, (k + 1) * count)) for k, s in enumerate(sources)}
+    vec_env = make_vector_env(cfg.env_name, ENVS, cfg.act_repeat, data.obs_mask)
     rows, summaries = [], []
     for path in tqdm(policies, desc="policies", unit="policy", dynamic_ncols=True):
         policy, meta = training_policy(path, data.obs_mask)
-        batches, gains = source_gains(policy, cfg, sample, data, count, real_samples, args.cut,
-                                      args.vf_epochs, seed)
+        batches, gains = source_gains(policy, cfg, sample, data, vec_env, count, real_samples,
+                                      args.cut, args.vf_epochs, seed)
         real_returns = torch.cat([b.path_returns() for b in batches["real"]])
         model_returns = torch.cat([b.path_returns() for b in batches["model"]])
         model_lengths = torch.cat([b.lengths for b in batches["model"]]).float()

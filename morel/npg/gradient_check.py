@@ -4,12 +4,13 @@
 Each batch of paths gives the gradient g [P] of NPG's surrogate at a policy, computed as
 `NPGAgent.train_step` does but with a value baseline fitted afresh on the batch itself
 (`batch_gradient`: GAE advantages from it, whitened, then the mean of grad log pi(a|s) A), and
-the step NPG would take on it (`npg_direction`: (F + damping I)^-1 g by CG from g, F on the
-batch's own states). Steps are scaled to one unit of KL on a fixed set of reference states
-(`unit_steps`: x / sqrt(x^T F_ref x)), and a step's first-order gain in another batch's
-objective is g . x (`step_gains`, `objective_gains`). Averaged over independent batches,
-g_real . x_model beside g_real . x_real' (another real batch's step) says how much real progress
-a model step makes per unit of KL against a real step: as much, none (0), or a loss (below 0).
+the step NPG would take on it (`natural_gradient.npg_direction`: (F + damping I)^-1 g by CG
+from g, F on the batch's own states). Steps are scaled to one unit of KL on a fixed set of
+reference states (`unit_steps`: x / sqrt(x^T F_ref x)), and a step's first-order gain in
+another batch's objective is g . x (`step_gains`, `objective_gains`). Averaged over independent
+batches, g_real . x_model beside g_real . x_real' (another real batch's step) says how much
+real progress a model step makes per unit of KL against a real step: as much, none (0), or a
+loss (below 0).
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ import torch
 
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gae import discounted_returns, gae_advantages, whiten
-from morel.npg.natural_gradient import conjugate_gradient, fisher_vector_product_fn, flat_grad
+from morel.npg.natural_gradient import flat_grad, surrogate
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP
 
 
 def surrogate_gradient(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor,
                        adv: torch.Tensor) -> torch.Tensor:
-    """Gradient [P] of mean_i pi(a_i|s_i) / pi_old(a_i|s_i) A_i at pi_old = policy, that is
-    mean_i grad log pi(a_i|s_i) A_i; obs [M, obs_dim], act [M, act_dim], adv [M]."""
-    return flat_grad((policy.log_likelihood(obs, act) * adv).mean(), list(policy.parameters()))
+    """Gradient [P] of NPG's `surrogate` at pi_old = policy (mean_i grad log pi(a_i|s_i) A_i);
+    obs [M, obs_dim], act [M, act_dim], adv [M]."""
+    with torch.no_grad():
+        old_log_lik = policy.log_likelihood(obs, act)
+    return flat_grad(surrogate(policy, obs, act, adv, old_log_lik), list(policy.parameters()))
 
 
 def batch_gradient(policy: GaussianMLP, batch: PathBatch, baseline: MLPBaseline, gamma: float,
@@ -44,14 +47,6 @@ def batch_gradient(policy: GaussianMLP, batch: PathBatch, baseline: MLPBaseline,
     advantages = whiten(advantages, batch.mask)
     return surrogate_gradient(policy, batch.valid(batch.observations),
                               batch.valid(batch.actions), batch.valid(advantages)), error
-
-
-def npg_direction(policy: GaussianMLP, obs: torch.Tensor, grad: torch.Tensor, damping: float,
-                  cg_iters: int) -> torch.Tensor:
-    """The direction [P] of NPG's step for `grad`: (F + damping I)^-1 grad by `cg_iters` CG
-    iterations from grad, F the Fisher matrix on obs [M, obs_dim] (as `npg_step` takes it)."""
-    fvp = fisher_vector_product_fn(policy, obs, damping)
-    return conjugate_gradient(fvp, grad, cg_iters, x0=grad)
 
 
 def unit_steps(directions: torch.Tensor,

@@ -119,6 +119,14 @@ def surrogate(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: to
     return (torch.exp(policy.log_likelihood(obs, act) - old_log_lik) * adv).mean()
 
 
+def npg_direction(policy: GaussianMLP, obs: torch.Tensor, grad: torch.Tensor, damping: float,
+                  cg_iters: int) -> torch.Tensor:
+    """The direction [P] of NPG's step for `grad`: (F + damping I)^-1 grad by `cg_iters` CG
+    iterations from x0 = grad, F the Fisher matrix on obs [M, obs_dim]."""
+    fvp = fisher_vector_product_fn(policy, obs, damping)
+    return conjugate_gradient(fvp, grad, cg_iters, x0=grad)
+
+
 def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor,
              step_size: float, cg_iters: int, damping: float, hvp_sample_frac: float = 1.0,
              generator: torch.Generator | None = None,
@@ -160,8 +168,7 @@ def npg_step(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor, adv: tor
         count = max(int(hvp_sample_frac * len(obs)), 1)
         picks = torch.randint(len(obs), (count,), generator=generator, device="cpu")
         fisher_obs = obs[picks.to(obs.device)]
-    fvp = fisher_vector_product_fn(policy, fisher_obs, damping)
-    direction = conjugate_gradient(fvp, grad, cg_iters, x0=grad)
+    direction = npg_direction(policy, fisher_obs, grad, damping, cg_iters)
     alpha = torch.sqrt(torch.abs(step_size / (grad @ direction + 1e-10)))
     check_finite("the policy gradient or the natural gradient (CG result)", grad, direction,
                  alpha)

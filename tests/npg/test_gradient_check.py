@@ -15,13 +15,17 @@ from conftest import run, run_script
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gradient_check import (
     batch_gradient,
-    npg_direction,
     objective_gains,
     step_gains,
     surrogate_gradient,
     unit_steps,
 )
-from morel.npg.natural_gradient import fisher_vector_product_fn, gaussian_kl, npg_step
+from morel.npg.natural_gradient import (
+    fisher_vector_product_fn,
+    gaussian_kl,
+    npg_direction,
+    npg_step,
+)
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP
 
