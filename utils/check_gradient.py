@@ -5,11 +5,15 @@ episodes.
     python utils/check_gradient.py --job runs/hopper_v5_quick
     python utils/check_gradient.py --job runs/hopper_v5_quick --cut 250 \
         --policies runs/hopper_v5_quick/iterations/policy_9.pt
+    python utils/check_gradient.py --job runs/hopper_v5_quick \
+        --models runs/hopper_v5_quick/models.pt runs/other_fit.pt
 
 For each policy (default: the run's JOB/iterations/policy_N.pt), --batches independent batches
 of each source, all with the policy's own Gaussian noise, as NPG samples:
 - model: the run's P-MDP rebuilt from job_data.json (its dataset, JOB/models.pt, halting,
-  penalties and horizon; `update_paths` start states through every member);
+  penalties and horizon; `update_paths` start states through every member); with --models,
+  one such source per ensemble file, each in place of JOB/models.pt (its threshold from its
+  own disagreement on the run's dataset), all from the same start states and random numbers;
 - real: whole real episodes, --real_samples steps or more (default: the model batch's
   most, update_paths x num_models x horizon);
 - cut (with --cut H): the real batches' episodes cut at H steps, the cut terminal: a world as
@@ -48,8 +52,10 @@ from morel.core.floats import reproducible_cpu_math
 from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, int_seed, seed_arg, stream, torch_generator
 from morel.data.offline import OfflineData, load_offline_data, load_reward
+from morel.envs.reward_files import RewardFile
 from morel.envs.sampling import collect_episodes, sampled_action_fn
-from morel.envs.wrapper import EnvBatch, make_env, make_vector_env
+from morel.envs.wrapper import EnvBatch, MorelEnv, make_env, make_vector_env
+from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gradient_check import batch_gradient, objective_gains, step_gains, unit_steps
@@ -61,7 +67,6 @@ from morel.runs.jobdir import read_morel_job
 from morel.runs.morel import PmdpSampler, start_states
 from morel.runs.train import finite_horizon
 
-SOURCES = ("model", "real", "cut")
 ENVS = 16  # real envs stepped together
 
 
@@ -72,24 +77,58 @@ def run_config(job: Path) -> tuple[MorelConfig, float | None]:
     return config_from_dict(keys, source=str(job / "job_data.json")), data["truncate_lim"]
 
 
-def run_pmdp(job: Path, cfg: MorelConfig, truncate_lim: float | None
-             ) -> tuple[PmdpSampler, OfflineData]:
-    """The run's P-MDP on its dataset and JOB/models.pt (on the CPU); refused when the halting
-    threshold they give is not the run's (another dataset under the same name)."""
-    probe = make_env(cfg.env_name, cfg.act_repeat)
-    cpu = torch.device("cpu")
+def run_data(cfg: MorelConfig, probe: MorelEnv) -> tuple[OfflineData, RewardFile]:
+    """The run's dataset (on the CPU) and reward file."""
     reward = load_reward(cfg, None, probe.obs_dim, probe.act_dim)
-    data = load_offline_data(cfg, probe.obs_dim, probe.act_dim, reward, cpu, probe.action_box)
-    model, _ = load_ensemble(str(job / "models.pt"), cpu)
+    data = load_offline_data(cfg, probe.obs_dim, probe.act_dim, reward, torch.device("cpu"),
+                             probe.action_box)
+    return data, reward
+
+
+def load_models(files: list[Path], probe: MorelEnv) -> list[DynamicsEnsemble]:
+    """The ensembles in `files` (on the CPU); refused unless made for the run's env."""
+    models = []
+    for f in files:
+        model, _ = load_ensemble(str(f), torch.device("cpu"))
+        if (model.obs_dim, model.act_dim) != (probe.obs_dim, probe.act_dim):
+            raise MorelError(f"{f}: an ensemble for obs_dim {model.obs_dim} and act_dim "
+                             f"{model.act_dim}; the run's env has {probe.obs_dim} and "
+                             f"{probe.act_dim}")
+        models.append(model)
+    return models
+
+
+def run_pmdp(cfg: MorelConfig, data: OfflineData, reward: RewardFile, probe: MorelEnv,
+             model: DynamicsEnsemble) -> PmdpSampler:
+    """The run's P-MDP on `model`, its halting threshold from that ensemble's disagreement on
+    the run's dataset."""
     stats = ensemble_statistics(model, data.tensors, cfg.pessimism_coef, cfg.halt_quantile)
-    lim = stats["truncate_lim"]
+    return PmdpSampler.for_run(cfg, model, reward, probe, stats["truncate_lim"],
+                               stats["disagreement_max"], stats["error_std"],
+                               torch.device("cpu"))
+
+
+def check_own_pmdp(job: Path, cfg: MorelConfig, sample: PmdpSampler,
+                   truncate_lim: float | None) -> None:
+    """Refuse when the run's data_file and JOB/models.pt give another halting threshold than
+    the run logged (another dataset under the same name)."""
+    lim = sample.rules.truncate_lim
     if (lim is None) != (truncate_lim is None) or (
             lim is not None and not math.isclose(lim, truncate_lim, rel_tol=1e-4)):
         raise MorelError(f"{job}: the run's truncate_lim is {truncate_lim}, its data_file "
                          f"{cfg.data_file} and models.pt give {lim}: the dataset is not the "
                          "one the run was fitted on")
-    return PmdpSampler.for_run(cfg, model, reward, probe, lim, stats["disagreement_max"],
-                               stats["error_std"], cpu), data
+
+
+def model_labels(files: list[Path], own: Path) -> list[str]:
+    """Column names of the model sources: 'model' for the run's own ensemble alone, else
+    'model (NAME)', NAME the file name (its path where two names are alike)."""
+    if [f.resolve() for f in files] == [own.resolve()]:
+        return ["model"]
+    names = [f.name for f in files]
+    if len(set(names)) < len(names):
+        names = [str(f) for f in files]
+    return [f"model ({n})" for n in names]
 
 
 def run_policies(job: Path) -> list[Path]:
@@ -119,46 +158,65 @@ def cut_paths(paths: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]
     return finite_horizon(cut, horizon)
 
 
-def source_gains(policy: GaussianMLP, cfg: MorelConfig, sample: PmdpSampler,
+def source_gains(policy: GaussianMLP, cfg: MorelConfig, samplers: dict[str, PmdpSampler],
                  data: OfflineData, vec_env: EnvBatch, count: int, real_samples: int,
                  cut: int | None, vf_epochs: int, seed: int
                  ) -> tuple[dict[str, list[PathBatch]], torch.Tensor]:
-    """`count` batches of each source (the real ones on `vec_env`) and the gains [count, K] of
-    every batch's unit NPG step (columns: model 0 ... count-1, real 0 ...[, cut 0 ...]) in each
-    real batch's objective."""
-    batches: dict[str, list[PathBatch]] = {s: [] for s in SOURCES}
+    """`count` batches of each source (one per P-MDP in `samplers`, all from the same start
+    states and random numbers; real ones on `vec_env`) and the gains [count, K] of every
+    batch's unit NPG step (columns: source by source, count each, in the order of the
+    returned dict) in each real batch's objective."""
+    batches: dict[str, list[PathBatch]] = {s: [] for s in [*samplers, "real", "cut"]}
     for k in range(count):
-        gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
-        batch = sample(policy, start_states(cfg, data, gen), gen).batch
-        if batch.num_samples == 0:
-            raise MorelError(f"the termination function ended every model path within "
-                             f"{sample.rules.min_length} steps: no model step to score")
-        batches["model"].append(batch)
+        for label, sample in samplers.items():
+            gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
+            batch = sample(policy, start_states(cfg, data, gen), gen).batch
+            if batch.num_samples == 0:
+                raise MorelError(f"{label}: the termination function ended every model path "
+                                 f"within {sample.rules.min_length} steps: no model step to "
+                                 "score")
+            batches[label].append(batch)
         paths = collect_episodes(vec_env, sampled_action_fn(policy.mean_std), real_samples,
                                  stream(seed, Stream.GRADIENT_CHECK, 1, k), progress=False)
         batches["real"].append(PathBatch.from_paths(paths))
         if cut is not None:
             batches["cut"].append(PathBatch.from_paths(cut_paths(paths, cut)))
+    if cut is None:
+        del batches["cut"]
     fim = cfg.npg_hp.FIM_invert_args
     grads, directions = {}, []
-    for k, (source, batch) in enumerate((s, b) for s in SOURCES for b in batches[s]):
-        baseline = MLPBaseline(policy.obs_dim, cfg.vf_hidden_size, cfg.vf_lr, cfg.vf_wd,
-                               cfg.vf_batch_size, vf_epochs,
-                               seed=int_seed(stream(seed, Stream.GRADIENT_CHECK, 2)))
-        grad, _ = batch_gradient(policy, batch, baseline, cfg.gamma, cfg.gae_lambda,
-                                 torch_generator(stream(seed, Stream.GRADIENT_CHECK, 3, k)))
-        grads.setdefault(source, []).append(grad)
-        directions.append(npg_direction(policy, batch.valid(batch.observations), grad,
-                                        fim.damping, fim.iters))
+    for source, source_batches in batches.items():
+        for k, batch in enumerate(source_batches):
+            baseline = MLPBaseline(policy.obs_dim, cfg.vf_hidden_size, cfg.vf_lr, cfg.vf_wd,
+                                   cfg.vf_batch_size, vf_epochs,
+                                   seed=int_seed(stream(seed, Stream.GRADIENT_CHECK, 2)))
+            grad, _ = batch_gradient(policy, batch, baseline, cfg.gamma, cfg.gae_lambda,
+                                     torch_generator(fit_stream(seed, source, k, count,
+                                                                list(samplers))))
+            grads.setdefault(source, []).append(grad)
+            directions.append(npg_direction(policy, batch.valid(batch.observations), grad,
+                                            fim.damping, fim.iters))
     ref_obs = torch.cat([b.valid(b.observations) for b in batches["real"]])
     steps = unit_steps(torch.stack(directions), fisher_vector_product_fn(policy, ref_obs, 0.0))
     return batches, step_gains(torch.stack(grads["real"]), steps)
 
 
-def gain_summary(gains: torch.Tensor, index: dict[str, list[int]]) -> np.ndarray:
+def fit_stream(seed: int, source: str, k: int, count: int,
+               models: list[str]) -> np.random.SeedSequence:
+    """The stream of the baseline fit on batch k of `source`: the first model source, real and
+    cut as with one ensemble (index k, count + k, 2 count + k), the other models apart, so
+    adding ensembles leaves the real batches' gradients as they were."""
+    if source in models[1:]:
+        return stream(seed, Stream.GRADIENT_CHECK, 4, models.index(source), k)
+    position = 0 if source == models[0] else ("real", "cut").index(source) + 1
+    return stream(seed, Stream.GRADIENT_CHECK, 3, position * count + k)
+
+
+def gain_summary(gains: torch.Tensor, index: dict[str, list[int]],
+                 models: list[str]) -> np.ndarray:
     """Per source (in the order of `index`), its steps' mean gain in each real batch's objective
     (leaving out a step's own batch) [sources, real batches]."""
-    return np.stack([objective_gains(gains, index[s], s != "model").numpy() for s in index])
+    return np.stack([objective_gains(gains, index[s], s not in models).numpy() for s in index])
 
 
 def gain_cells(per_objective: np.ndarray) -> list[str]:
@@ -174,6 +232,9 @@ def main() -> None:
     p.add_argument("--job", required=True, help="run_morel.py job directory")
     p.add_argument("--policies", nargs="+", default=None, metavar="FILE",
                    help="policy files of the run (default: JOB/iterations/policy_N.pt)")
+    p.add_argument("--models", nargs="+", default=None, metavar="FILE",
+                   help="ensembles whose P-MDPs to score side by side, e.g. learn_model.py "
+                        "outputs (default: JOB/models.pt)")
     p.add_argument("--batches", type=int, default=4,
                    help="batches per source (>= 2: a real step is scored on the others)")
     p.add_argument("--real_samples", type=int, default=None,
@@ -191,37 +252,52 @@ def main() -> None:
     job = Path(args.job)
     cfg, truncate_lim = run_config(job)
     policies = [Path(f) for f in args.policies] if args.policies else run_policies(job)
+    model_files = [Path(f) for f in args.models] if args.models else [job / "models.pt"]
+    probe = make_env(cfg.env_name, cfg.act_repeat)
+    models = load_models(model_files, probe)
     reproducible_cpu_math()
     torch.set_num_threads(1)  # the batches repeat exactly on one CPU
-    sample, data = run_pmdp(job, cfg, truncate_lim)
-    real_samples = args.real_samples or cfg.update_paths * cfg.num_models * sample.horizon
+    data, reward = run_data(cfg, probe)
+    labels = model_labels(model_files, job / "models.pt")
+    samplers = {label: run_pmdp(cfg, data, reward, probe, m)
+                for label, m in zip(labels, models)}
+    for label, f in zip(labels, model_files):
+        if f.resolve() == (job / "models.pt").resolve():
+            check_own_pmdp(job, cfg, samplers[label], truncate_lim)
+    horizon = min(cfg.horizon, probe.horizon)
+    real_samples = args.real_samples or cfg.update_paths * cfg.num_models * horizon
     seed = args.seed if args.seed is not None else cfg.seed
-    sources = SOURCES if args.cut else SOURCES[:2]
+    sources = [*labels, "real", *(["cut"] if args.cut else [])]
     count = args.batches
     index = {s: list(range(k * count, (k + 1) * count)) for k, s in enumerate(sources)}
     vec_env = make_vector_env(cfg.env_name, ENVS, cfg.act_repeat, data.obs_mask)
     rows, summaries = [], []
     for path in tqdm(policies, desc="policies", unit="policy", dynamic_ncols=True):
         policy, meta = training_policy(path, data.obs_mask)
-        batches, gains = source_gains(policy, cfg, sample, data, vec_env, count, real_samples,
-                                      args.cut, args.vf_epochs, seed)
+        batches, gains = source_gains(policy, cfg, samplers, data, vec_env, count,
+                                      real_samples, args.cut, args.vf_epochs, seed)
         real_returns = torch.cat([b.path_returns() for b in batches["real"]])
-        model_returns = torch.cat([b.path_returns() for b in batches["model"]])
-        model_lengths = torch.cat([b.lengths for b in batches["model"]]).float()
+        model_cells = []
+        for label in labels:
+            returns = torch.cat([b.path_returns() for b in batches[label]])
+            lengths = torch.cat([b.lengths for b in batches[label]]).float()
+            model_cells.append(f"{float(returns.mean()):.0f} / {float(lengths.mean()):.0f}")
         iteration, score = meta.get("iteration"), finite_number(meta.get("eval_score"))
-        summaries.append(gain_summary(gains, index))
+        summaries.append(gain_summary(gains, index, labels))
         rows.append([iteration if isinstance(iteration, int) else path.stem,
                      "-" if score is None else f"{score:.0f}",
                      f"{float(real_returns.mean()):.0f} ({len(real_returns)})",
-                     f"{float(model_returns.mean()):.0f} / {float(model_lengths.mean()):.0f}",
-                     *gain_cells(summaries[-1])])
+                     *model_cells, *gain_cells(summaries[-1])])
     if len(rows) > 1:  # the policies' objectives pooled
-        rows.append(["all", "", "", "", *gain_cells(np.concatenate(summaries, 1))])
-    headers = ["iteration", "eval_score", "real return (episodes)", "model return / length",
+        rows.append(["all", "", "", *[""] * len(labels),
+                     *gain_cells(np.concatenate(summaries, 1))])
+    headers = ["iteration", "eval_score", "real return (episodes)",
+               *(f"{s} return / length" for s in labels),
                *(f"{s} step's gain" for s in sources)]
+    members = " / ".join(str(samplers[s].model.num_models) for s in labels)
     print(f"first-order real gain of NPG's step per unit of KL, {count} batches per source "
           f"(real: {real_samples} steps or more; model: {cfg.update_paths} starts x "
-          f"{cfg.num_models} members, horizon {sample.horizon}"
+          f"{members} members, horizon {horizon}"
           + (f"; cut: the real episodes at {args.cut} steps" if args.cut else "") + ")")
     print(tabulate(rows, headers=headers, disable_numparse=True))
 

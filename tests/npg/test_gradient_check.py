@@ -12,6 +12,8 @@ import pytest
 import torch
 from conftest import run, run_script
 
+from morel.models.dynamics import DynamicsEnsemble
+from morel.models.files import load_ensemble, save_ensemble
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gradient_check import (
     batch_gradient,
@@ -196,7 +198,7 @@ def gain_rows(stdout: str) -> list[list[str]]:
     return [line.split() for line in table if re.match(r"\s*(\d+|all)\s", line)]
 
 
-def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, monkeypatch, capsys):
+def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, tmp_path, monkeypatch, capsys):
     job = tiny_morel_job
     flags = ["--job", job, "--batches", "2", "--real_samples", "60", "--vf_epochs", "1"]
     res = run_script("utils/check_gradient.py", *flags, "--cut", "10")
@@ -216,6 +218,23 @@ def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, monkeypatch, capsys
     assert other.returncode == 0, other.stderr
     assert [r[0] for r in gain_rows(other.stdout)] == ["1"]  # one policy: no pooled row
     assert "cut step" not in other.stdout and len(gain_rows(other.stdout)[0]) == 7 + 6
+    other_model, _ = load_ensemble(str(job / "models.pt"))  # its weights moved a little
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for w in other_model.parameters():
+            w.add_(0.05 * torch.randn_like(w))
+    save_ensemble(other_model, str(tmp_path / "other.pt"))
+    both = run_script("utils/check_gradient.py", *flags, "--seed", "3", "--policies",
+                      job / "iterations" / "policy_1.pt", "--models", job / "models.pt",
+                      tmp_path / "other.pt")
+    assert both.returncode == 0, both.stderr
+    assert "model (models.pt) step's gain" in both.stdout and "2 / 2 members" in both.stdout
+    one, two = (re.findall(r"-?\d+\.\d\d ± \d+\.\d\d", " ".join(gain_rows(r.stdout)[0]))
+                for r in (other, both))
+    assert len(two) == 3 and two[0] == one[0] and two[2] == one[1]  # own model and real alike
+    assert two[1] != two[0]  # the other ensemble steps elsewhere
+    save_ensemble(DynamicsEnsemble(2, 5, 3, (8,)), str(tmp_path / "small.pt"))
     for extra, message in ((["--batches", "1"], "--batches must be >= 2"),
-                           (["--cut", "0"], "--cut must be >= 1")):
+                           (["--cut", "0"], "--cut must be >= 1"),
+                           (["--models", tmp_path / "small.pt"], "obs_dim 5 and act_dim 3")):
         assert message in run("utils/check_gradient.py", [*flags, *extra], monkeypatch, capsys)
