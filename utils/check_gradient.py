@@ -166,7 +166,8 @@ def source_gains(policy: GaussianMLP, cfg: MorelConfig, samplers: dict[str, Pmdp
     states and random numbers; real ones on `vec_env`) and the gains [count, K] of every
     batch's unit NPG step (columns: source by source, count each, in the order of the
     returned dict) in each real batch's objective."""
-    batches: dict[str, list[PathBatch]] = {s: [] for s in [*samplers, "real", "cut"]}
+    sources = [*samplers, "real", *(["cut"] if cut is not None else [])]
+    batches: dict[str, list[PathBatch]] = {s: [] for s in sources}
     for k in range(count):
         for label, sample in samplers.items():
             gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
@@ -181,8 +182,6 @@ def source_gains(policy: GaussianMLP, cfg: MorelConfig, samplers: dict[str, Pmdp
         batches["real"].append(PathBatch.from_paths(paths))
         if cut is not None:
             batches["cut"].append(PathBatch.from_paths(cut_paths(paths, cut)))
-    if cut is None:
-        del batches["cut"]
     fim = cfg.npg_hp.FIM_invert_args
     grads, directions = {}, []
     for source, source_batches in batches.items():
@@ -264,7 +263,7 @@ def main() -> None:
     for label, f in zip(labels, model_files):
         if f.resolve() == (job / "models.pt").resolve():
             check_own_pmdp(job, cfg, samplers[label], truncate_lim)
-    horizon = min(cfg.horizon, probe.horizon)
+    horizon = samplers[labels[0]].horizon  # every ensemble's P-MDP has the run's horizon
     real_samples = args.real_samples or cfg.update_paths * cfg.num_models * horizon
     seed = args.seed if args.seed is not None else cfg.seed
     sources = [*labels, "real", *(["cut"] if args.cut else [])]
