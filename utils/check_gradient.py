@@ -11,11 +11,12 @@ episodes.
 For each policy (default: the run's JOB/iterations/policy_N.pt), --batches independent batches
 of each source, all with the policy's own Gaussian noise, as NPG samples:
 - model: the run's P-MDP rebuilt from job_data.json (its dataset, JOB/models.pt, halting,
-  penalties and horizon; `update_paths` start states through every member); with --models,
-  one such source per ensemble file, each in place of JOB/models.pt (its threshold from its
-  own disagreement on the run's dataset), all from the same start states and random numbers;
-- real: whole real episodes, --real_samples steps or more (default: the model batch's
-  most, update_paths x num_models x horizon);
+  penalties and horizon; `update_paths` start states through every member; --set changes
+  those keys for the model paths alone); with --models, one such source per ensemble file,
+  each in place of JOB/models.pt (its threshold from its own disagreement on the run's
+  dataset), all from the same start states and random numbers;
+- real: whole real episodes, --real_samples steps or more (default: the run's model batch's
+  most, update_paths x num_models x horizon, whatever --set says);
 - cut (with --cut H): the real batches' episodes cut at H steps, the cut terminal: a world as
   short as the P-MDP's, with the real dynamics.
 On each batch: the gradient of NPG's surrogate with a value baseline fitted afresh on it (the
@@ -25,11 +26,15 @@ iterations, F on the batch's states), scaled to one unit of KL on the real batch
 objective (the real gradient times the step), averaged over the real batches it was not drawn
 from. Printed per policy: its eval_score, the real return of its noisy policy (over the real
 batches' episodes), the model paths' mean return and length, and the mean gain x 1000 of a
-model step, of a real step (scored on the other real batches) and of a cut-world step, each
-+- its standard error over the real objectives: a model step that gains as much as a real one
-climbs the real return as fast per unit of KL, about 0 is a random step for the real env, below
-0 loses real return. The last row pools the policies. Seeds: stream GRADIENT_CHECK of --seed
-(default: the run's seed).
+model step, of a real step (scored on the other real batches) and of a cut-world step, each +-
+its standard error (a jackknife over the batches: the steps' noise and the objectives'): a
+model step that gains as much as a real one climbs the real return as fast per unit of KL,
+about 0 is a random step for the real env, below 0 loses real return. The last row pools the
+policies (their mean; their errors combined as independent). A second table scores the same
+steps in the P-MDP's objective (the first model source's batches; a model step on the batches
+it was not drawn from): a model step that climbs the P-MDP steadily but not the real env
+follows the models' errors; one that climbs neither is noise (too few model paths). Seeds:
+stream GRADIENT_CHECK of --seed (default: the run's seed).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
-from morel.config.files import config_from_dict
+from morel.config.files import apply_assignments, config_from_dict
 from morel.config.schema import MorelConfig
 from morel.core.errors import MorelError, run_cli
 from morel.core.floats import reproducible_cpu_math
@@ -58,7 +63,7 @@ from morel.envs.wrapper import EnvBatch, MorelEnv, make_env, make_vector_env
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.baselines import MLPBaseline
-from morel.npg.gradient_check import batch_gradient, objective_gains, step_gains, unit_steps
+from morel.npg.gradient_check import batch_gradient, jackknife_gain, step_gains, unit_steps
 from morel.npg.natural_gradient import fisher_vector_product_fn, npg_direction
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP, load_policy
@@ -68,6 +73,10 @@ from morel.runs.morel import PmdpSampler, start_states
 from morel.runs.train import finite_horizon
 
 ENVS = 16  # real envs stepped together
+MODEL_KEYS = ("update_paths", "start_state", "buffer_frac", "horizon", "pessimism_coef",
+              "halt_quantile", "truncate_reward", "halt_penalty", "halt_terminates",
+              "halt_patience", "disagreement_penalty", "member_min_reward", "falls_terminate",
+              "clip_actions", "rollout_member", "model_noise", "reward_timing")
 
 
 def run_config(job: Path) -> tuple[MorelConfig, float | None]:
@@ -108,16 +117,29 @@ def run_pmdp(cfg: MorelConfig, data: OfflineData, reward: RewardFile, probe: Mor
                                torch.device("cpu"))
 
 
-def check_own_pmdp(job: Path, cfg: MorelConfig, sample: PmdpSampler,
+def check_own_pmdp(job: Path, cfg: MorelConfig, data: OfflineData, model: DynamicsEnsemble,
                    truncate_lim: float | None) -> None:
-    """Refuse when the run's data_file and JOB/models.pt give another halting threshold than
-    the run logged (another dataset under the same name)."""
-    lim = sample.rules.truncate_lim
+    """Refuse when the run's data_file and JOB/models.pt (`model`) give another halting
+    threshold under the run's config than the run logged (another dataset under the same
+    name)."""
+    lim = ensemble_statistics(model, data.tensors, cfg.pessimism_coef,
+                              cfg.halt_quantile)["truncate_lim"]
     if (lim is None) != (truncate_lim is None) or (
             lim is not None and not math.isclose(lim, truncate_lim, rel_tol=1e-4)):
         raise MorelError(f"{job}: the run's truncate_lim is {truncate_lim}, its data_file "
                          f"{cfg.data_file} and models.pt give {lim}: the dataset is not the "
                          "one the run was fitted on")
+
+
+def model_paths_config(cfg: MorelConfig, assignments: list[str]) -> MorelConfig:
+    """The run's config with --set KEY=VALUE applied; refused for keys other than
+    MODEL_KEYS (the real batches and every gradient keep the run's config)."""
+    for item in assignments:
+        key = item.partition("=")[0].strip()
+        if key not in MODEL_KEYS:
+            raise MorelError(f"--set {item!r}: only the model paths' keys can change here ("
+                             + ", ".join(MODEL_KEYS) + ")")
+    return apply_assignments(cfg, assignments)
 
 
 def model_labels(files: list[Path], own: Path) -> list[str]:
@@ -158,20 +180,21 @@ def cut_paths(paths: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]
     return finite_horizon(cut, horizon)
 
 
-def source_gains(policy: GaussianMLP, cfg: MorelConfig, samplers: dict[str, PmdpSampler],
-                 data: OfflineData, vec_env: EnvBatch, count: int, real_samples: int,
-                 cut: int | None, vf_epochs: int, seed: int
-                 ) -> tuple[dict[str, list[PathBatch]], torch.Tensor]:
+def source_gains(policy: GaussianMLP, cfg: MorelConfig, model_cfg: MorelConfig,
+                 samplers: dict[str, PmdpSampler], data: OfflineData, vec_env: EnvBatch,
+                 count: int, real_samples: int, cut: int | None, vf_epochs: int, seed: int
+                 ) -> tuple[dict[str, list[PathBatch]], torch.Tensor, torch.Tensor]:
     """`count` batches of each source (one per P-MDP in `samplers`, all from the same start
-    states and random numbers; real ones on `vec_env`) and the gains [count, K] of every
-    batch's unit NPG step (columns: source by source, count each, in the order of the
-    returned dict) in each real batch's objective."""
+    states, drawn as `model_cfg` says, and random numbers; real ones on `vec_env`) and the
+    gains [count, K] of every batch's unit NPG step (columns: source by source, count each, in
+    the order of the returned dict) in each real batch's objective, then in each batch's
+    objective of the first P-MDP."""
     sources = [*samplers, "real", *(["cut"] if cut is not None else [])]
     batches: dict[str, list[PathBatch]] = {s: [] for s in sources}
     for k in range(count):
         for label, sample in samplers.items():
             gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
-            batch = sample(policy, start_states(cfg, data, gen), gen).batch
+            batch = sample(policy, start_states(model_cfg, data, gen), gen).batch
             if batch.num_samples == 0:
                 raise MorelError(f"{label}: the termination function ended every model path "
                                  f"within {sample.rules.min_length} steps: no model step to "
@@ -197,7 +220,8 @@ def source_gains(policy: GaussianMLP, cfg: MorelConfig, samplers: dict[str, Pmdp
                                             fim.damping, fim.iters))
     ref_obs = torch.cat([b.valid(b.observations) for b in batches["real"]])
     steps = unit_steps(torch.stack(directions), fisher_vector_product_fn(policy, ref_obs, 0.0))
-    return batches, step_gains(torch.stack(grads["real"]), steps)
+    first_model = torch.stack(grads[next(iter(samplers))])
+    return batches, step_gains(torch.stack(grads["real"]), steps), step_gains(first_model, steps)
 
 
 def fit_stream(seed: int, source: str, k: int, count: int,
@@ -212,17 +236,19 @@ def fit_stream(seed: int, source: str, k: int, count: int,
 
 
 def gain_summary(gains: torch.Tensor, index: dict[str, list[int]],
-                 models: list[str]) -> np.ndarray:
-    """Per source (in the order of `index`), its steps' mean gain in each real batch's objective
-    (leaving out a step's own batch) [sources, real batches]."""
-    return np.stack([objective_gains(gains, index[s], s not in models).numpy() for s in index])
+                 same_paths: list[str]) -> np.ndarray:
+    """Per source (in the order of `index`), its steps' mean gain in the objectives of `gains`
+    and the jackknife standard error over the batches [sources, 2], leaving out the step of
+    an objective's own batch for the sources in `same_paths` (those drawn from the objectives'
+    paths or their start states and random numbers)."""
+    return np.array([jackknife_gain(gains, index[s], s in same_paths) for s in index])
 
 
-def gain_cells(per_objective: np.ndarray) -> list[str]:
-    """Each source's mean gain x 1000 +- its standard error over the real objectives."""
-    count = per_objective.shape[1]
-    mean = per_objective.mean(1) * 1000
-    error = per_objective.std(1, ddof=1) / np.sqrt(count) * 1000
+def gain_cells(summary: np.ndarray) -> list[str]:
+    """Each source's mean gain x 1000 +- its standard error, from summaries [policies,
+    sources, 2] (several policies: the mean over them, their independent errors combined)."""
+    mean = summary[:, :, 0].mean(0) * 1000
+    error = np.sqrt((summary[:, :, 1] ** 2).sum(0)) / len(summary) * 1000
     return [f"{m:.2f} ± {e:.2f}" for m, e in zip(mean, error)]
 
 
@@ -235,21 +261,26 @@ def main() -> None:
                    help="ensembles whose P-MDPs to score side by side, e.g. learn_model.py "
                         "outputs (default: JOB/models.pt)")
     p.add_argument("--batches", type=int, default=4,
-                   help="batches per source (>= 2: a real step is scored on the others)")
+                   help="batches per source (>= 3: a real step is scored on the others, "
+                        "and the errors leave one batch out)")
     p.add_argument("--real_samples", type=int, default=None,
                    help="real steps per batch (default: update_paths x num_models x horizon)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a key of the model paths (the P-MDP's and its start states': "
+                        + ", ".join(MODEL_KEYS) + "), e.g. --set update_paths=400")
     p.add_argument("--cut", type=int, default=None, metavar="H",
                    help="also compare real episodes cut at H steps (terminal)")
     p.add_argument("--vf_epochs", type=int, default=5,
                    help="epochs of each batch's fresh value baseline")
     p.add_argument("--seed", type=seed_arg, default=None, help="default: the run's seed")
     args = p.parse_args()
-    for flag, low in (("batches", 2), ("real_samples", 1), ("cut", 1), ("vf_epochs", 1)):
+    for flag, low in (("batches", 3), ("real_samples", 1), ("cut", 1), ("vf_epochs", 1)):
         value = getattr(args, flag)
         if value is not None and value < low:
             raise MorelError(f"--{flag} must be >= {low}")
     job = Path(args.job)
     cfg, truncate_lim = run_config(job)
+    model_cfg = model_paths_config(cfg, args.set)
     policies = [Path(f) for f in args.policies] if args.policies else run_policies(job)
     model_files = [Path(f) for f in args.models] if args.models else [job / "models.pt"]
     probe = make_env(cfg.env_name, cfg.act_repeat)
@@ -258,23 +289,25 @@ def main() -> None:
     torch.set_num_threads(1)  # the batches repeat exactly on one CPU
     data, reward = run_data(cfg, probe)
     labels = model_labels(model_files, job / "models.pt")
-    samplers = {label: run_pmdp(cfg, data, reward, probe, m)
-                for label, m in zip(labels, models)}
-    for label, f in zip(labels, model_files):
+    for m, f in zip(models, model_files):
         if f.resolve() == (job / "models.pt").resolve():
-            check_own_pmdp(job, cfg, samplers[label], truncate_lim)
-    horizon = samplers[labels[0]].horizon  # every ensemble's P-MDP has the run's horizon
-    real_samples = args.real_samples or cfg.update_paths * cfg.num_models * horizon
+            check_own_pmdp(job, cfg, data, m, truncate_lim)
+    samplers = {label: run_pmdp(model_cfg, data, reward, probe, m)
+                for label, m in zip(labels, models)}
+    real_samples = args.real_samples or (cfg.update_paths * cfg.num_models
+                                         * min(cfg.horizon, probe.horizon))
     seed = args.seed if args.seed is not None else cfg.seed
     sources = [*labels, "real", *(["cut"] if args.cut else [])]
     count = args.batches
     index = {s: list(range(k * count, (k + 1) * count)) for k, s in enumerate(sources)}
     vec_env = make_vector_env(cfg.env_name, ENVS, cfg.act_repeat, data.obs_mask)
-    rows, summaries = [], []
+    rows, model_rows, summaries, model_summaries = [], [], [], []
+    real_sources = [s for s in sources if s not in labels]
     for path in tqdm(policies, desc="policies", unit="policy", dynamic_ncols=True):
         policy, meta = training_policy(path, data.obs_mask)
-        batches, gains = source_gains(policy, cfg, samplers, data, vec_env, count,
-                                      real_samples, args.cut, args.vf_epochs, seed)
+        batches, gains, model_gains = source_gains(policy, cfg, model_cfg, samplers, data,
+                                                   vec_env, count, real_samples, args.cut,
+                                                   args.vf_epochs, seed)
         real_returns = torch.cat([b.path_returns() for b in batches["real"]])
         model_cells = []
         for label in labels:
@@ -282,23 +315,31 @@ def main() -> None:
             lengths = torch.cat([b.lengths for b in batches[label]]).float()
             model_cells.append(f"{float(returns.mean()):.0f} / {float(lengths.mean()):.0f}")
         iteration, score = meta.get("iteration"), finite_number(meta.get("eval_score"))
-        summaries.append(gain_summary(gains, index, labels))
-        rows.append([iteration if isinstance(iteration, int) else path.stem,
-                     "-" if score is None else f"{score:.0f}",
+        name = iteration if isinstance(iteration, int) else path.stem
+        summaries.append(gain_summary(gains, index, real_sources))
+        model_summaries.append(gain_summary(model_gains, index, labels))
+        rows.append([name, "-" if score is None else f"{score:.0f}",
                      f"{float(real_returns.mean()):.0f} ({len(real_returns)})",
-                     *model_cells, *gain_cells(summaries[-1])])
+                     *model_cells, *gain_cells(np.stack(summaries[-1:]))])
+        model_rows.append([name, *gain_cells(np.stack(model_summaries[-1:]))])
     if len(rows) > 1:  # the policies' objectives pooled
         rows.append(["all", "", "", *[""] * len(labels),
-                     *gain_cells(np.concatenate(summaries, 1))])
+                     *gain_cells(np.stack(summaries))])
+        model_rows.append(["all", *gain_cells(np.stack(model_summaries))])
     headers = ["iteration", "eval_score", "real return (episodes)",
                *(f"{s} return / length" for s in labels),
                *(f"{s} step's gain" for s in sources)]
     members = " / ".join(str(samplers[s].model.num_models) for s in labels)
     print(f"first-order real gain of NPG's step per unit of KL, {count} batches per source "
-          f"(real: {real_samples} steps or more; model: {cfg.update_paths} starts x "
-          f"{members} members, horizon {horizon}"
+          f"(real: {real_samples} steps or more; model: {model_cfg.update_paths} starts x "
+          f"{members} members, horizon {samplers[labels[0]].horizon}"
+          + "".join(f"; --set {a}" for a in args.set)
           + (f"; cut: the real episodes at {args.cut} steps" if args.cut else "") + ")")
     print(tabulate(rows, headers=headers, disable_numparse=True))
+    print(f"\nthe same steps' first-order gain in the objective of the {labels[0]} source's "
+          "batches (a model step scored on the others): how far each step climbs the P-MDP")
+    print(tabulate(model_rows, headers=["iteration", *(f"{s} step's gain" for s in sources)],
+                   disable_numparse=True))
 
 
 if __name__ == "__main__":

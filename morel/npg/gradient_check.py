@@ -7,10 +7,11 @@ Each batch of paths gives the gradient g [P] of NPG's surrogate at a policy, com
 the step NPG would take on it (`natural_gradient.npg_direction`: (F + damping I)^-1 g by CG
 from g, F on the batch's own states). Steps are scaled to one unit of KL on a fixed set of
 reference states (`unit_steps`: x / sqrt(x^T F_ref x)), and a step's first-order gain in
-another batch's objective is g . x (`step_gains`, `objective_gains`). Averaged over independent
-batches, g_real . x_model beside g_real . x_real' (another real batch's step) says how much
-real progress a model step makes per unit of KL against a real step: as much, none (0), or a
-loss (below 0).
+another batch's objective is g . x (`step_gains`; `mean_gain` over pairs of batches, with a
+jackknife standard error over them: `jackknife_gain`). Averaged over independent batches,
+g_real . x_model beside g_real . x_real' (another real batch's step) says how much real
+progress a model step makes per unit of KL against a real step: as much, none (0), or a loss
+(below 0).
 """
 
 from __future__ import annotations
@@ -62,10 +63,25 @@ def step_gains(grads: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return grads.double() @ steps.double().T
 
 
-def objective_gains(gains: torch.Tensor, columns: list[int], own_batches: bool) -> torch.Tensor:
-    """The mean gain [R] in each row's objective of the steps in `columns` of gains [R, S];
-    own_batches: the k-th of those steps was drawn from the batch of row k, and that pair is
-    left out (a step scored on its own batch's gradient also climbs that batch's noise)."""
-    rows = [[float(gains[r, c]) for k, c in enumerate(columns) if not (own_batches and r == k)]
-            for r in range(len(gains))]
-    return torch.tensor([sum(row) / len(row) for row in rows], dtype=torch.float64)
+def mean_gain(gains: torch.Tensor, columns: list[int], own_batches: bool,
+              leave_out: int | None = None) -> float:
+    """The mean gain of the steps in `columns` of gains [R, S] over the objectives (rows):
+    mean of gains[r, columns[k]] over all pairs (r, k); own_batches: the k-th of those steps was
+    drawn from the batch of row k, and that pair is left out (a step scored on its own batch's
+    gradient also climbs that batch's noise). leave_out=b drops row b and step k=b (batch b of
+    every source)."""
+    pairs = [float(gains[r, c]) for r in range(len(gains)) for k, c in enumerate(columns)
+             if not (own_batches and r == k) and leave_out not in (r, k)]
+    return sum(pairs) / len(pairs)
+
+
+def jackknife_gain(gains: torch.Tensor, columns: list[int],
+                   own_batches: bool) -> tuple[float, float]:
+    """`mean_gain` and its jackknife standard error over the batch index b (each b one draw of
+    every source's batch; needs 3 or more): the noise of the steps as well as the objectives',
+    which a spread over the rows alone would leave out (the rows share their steps)."""
+    count = len(gains)
+    estimate = mean_gain(gains, columns, own_batches)
+    drops = torch.tensor([mean_gain(gains, columns, own_batches, b) for b in range(count)],
+                         dtype=torch.float64)
+    return estimate, float(((count - 1) / count * ((drops - drops.mean()) ** 2).sum()).sqrt())

@@ -1,7 +1,8 @@
 """The gradient check: the surrogate's gradient against finite differences, a batch's gradient
 against a float64 recomputation with per-path loops, NPG's direction and the unit steps against
 a direct solve with the KL's exact Hessian, the mean gain on synthetic noisy gradients of a
-known answer, and utils/check_gradient.py on a tiny run."""
+known answer, its jackknife error against the spread over repeated draws, and
+utils/check_gradient.py on a tiny run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from morel.models.files import load_ensemble, save_ensemble
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gradient_check import (
     batch_gradient,
-    objective_gains,
+    jackknife_gain,
+    mean_gain,
     step_gains,
     surrogate_gradient,
     unit_steps,
@@ -181,26 +183,65 @@ def test_objective_gains_measure_a_step_against_a_real_step_without_its_own_nois
     steps = unit_steps(torch.cat([torch.stack(model), real]), lambda v: v)
     gains = step_gains(real, steps)
     model_cols, real_cols = list(range(count)), list(range(count, 2 * count))
-    real_gain = objective_gains(gains, real_cols, True)  # [count]: one per real objective
-    assert real_gain.shape == (count,)
-    ratio = float(objective_gains(gains, model_cols, False).mean() / real_gain.mean())
+    real_gain = mean_gain(gains, real_cols, True)
+    ratio = mean_gain(gains, model_cols, False) / real_gain
     real_cos = true.norm() / math.sqrt(true.norm() ** 2 + noise**2 * dim)  # about 0.55
     assert ratio == pytest.approx(angle_cos / float(real_cos), rel=0.05)
     # scored on its own batch, a real step also climbs that batch's noise: far larger
-    assert objective_gains(gains, real_cols, False).mean() > 1.5 * real_gain.mean()
+    assert mean_gain(gains, real_cols, False) > 1.5 * real_gain
     real_part = gains[:, count:]  # row r's own step is column r of it
-    torch.testing.assert_close(real_gain, (real_part.sum(1) - real_part.diagonal()) / (count - 1))
-    torch.testing.assert_close(objective_gains(gains, model_cols, False), gains[:, :count].mean(1))
+    off_diagonal = real_part.sum() - real_part.diagonal().sum()
+    assert real_gain == pytest.approx(float(off_diagonal) / (count * (count - 1)), rel=1e-12)
+    assert mean_gain(gains, model_cols, False) == pytest.approx(float(gains[:, :count].mean()))
+    # leaving batch 0 out: rows 1.. and steps 1.. alone
+    assert mean_gain(gains, model_cols, False, 0) == pytest.approx(float(gains[1:, 1:count].mean()))
 
 
-def gain_rows(stdout: str) -> list[list[str]]:
-    table = stdout.split("---")[-1].splitlines()
-    return [line.split() for line in table if re.match(r"\s*(\d+|all)\s", line)]
+def test_jackknife_error_matches_the_spread_of_the_mean_gain_over_repeated_draws():
+    """Independent draws of 4 objectives and 4 steps, each a true part plus much noise: the
+    jackknife error's mean square is at least the estimator's variance over draws (a jackknife
+    is conservative, here 2-3 times the variance, since products of two noises dominate), while
+    for steps scored on the other batches of their own source the spread over the objectives
+    alone falls far short of it."""
+    gen = torch.Generator().manual_seed(3)
+    dim, count, draws = 50, 4, 3000
+    true = torch.zeros(dim, dtype=torch.float64)
+    true[0] = 1.0
+    estimates, jack, rows_only = [], [], []
+    for _ in range(draws):
+        grads = true + 2.0 * torch.randn(count, dim, generator=gen, dtype=torch.float64)
+        steps = true + 2.0 * torch.randn(count, dim, generator=gen, dtype=torch.float64)
+        gains = step_gains(grads, torch.cat([steps, grads]))
+        for columns, own in ((list(range(count)), False), (list(range(count, 2 * count)), True)):
+            estimate, error = jackknife_gain(gains, columns, own)
+            per_row = gains[:, columns].clone()
+            if own:
+                per_row.fill_diagonal_(float("nan"))
+            row_means = per_row.nanmean(1)
+            estimates.append(estimate)
+            jack.append(error**2)
+            rows_only.append(float(row_means.var() / count))
+    estimates = torch.tensor(estimates).reshape(draws, 2)
+    jack = torch.tensor(jack).reshape(draws, 2)
+    rows_only = torch.tensor(rows_only).reshape(draws, 2)
+    variance = estimates.var(0)
+    assert estimates.mean(0) == pytest.approx([1.0, 1.0], abs=0.1)  # the true gain |true|^2
+    ratio = jack.mean(0) / variance
+    assert ((ratio > 0.9) & (ratio < 4.0)).all(), ratio
+    # a real step scored on the other real batches: the rows share their steps, and their
+    # spread alone leaves out most of the variance
+    assert rows_only[:, 1].mean() < 0.6 * variance[1]
+
+
+def gain_rows(stdout: str, table: int = 0) -> list[list[str]]:
+    """The rows of the script's first table (real gains) or second (gains in the P-MDP)."""
+    lines = stdout.split("\n\n")[table].split("---")[-1].splitlines()
+    return [line.split() for line in lines if re.match(r"\s*(\d+|all)\s", line)]
 
 
 def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, tmp_path, monkeypatch, capsys):
     job = tiny_morel_job
-    flags = ["--job", job, "--batches", "2", "--real_samples", "60", "--vf_epochs", "1"]
+    flags = ["--job", job, "--batches", "3", "--real_samples", "60", "--vf_epochs", "1"]
     res = run_script("utils/check_gradient.py", *flags, "--cut", "10")
     assert res.returncode == 0, res.stderr
     rows = gain_rows(res.stdout)
@@ -211,6 +252,13 @@ def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, tmp_path, monkeypat
         pooled = (float(cells[0][k][0]) + float(cells[1][k][0])) / 2
         assert float(cells[2][k][0]) == pytest.approx(pooled, abs=0.011)
     assert "cut: the real episodes at 10 steps" in res.stdout
+    in_model = gain_rows(res.stdout, 1)  # the same steps in the P-MDP's objective
+    assert [r[0] for r in in_model] == ["0", "1", "all"]
+    cells = [re.findall(r"(-?\d+\.\d\d) ± (\d+\.\d\d)", " ".join(row)) for row in in_model]
+    assert [len(c) for c in cells] == [3, 3, 3]
+    for k in range(3):
+        pooled = (float(cells[0][k][0]) + float(cells[1][k][0])) / 2
+        assert float(cells[2][k][0]) == pytest.approx(pooled, abs=0.011)
     again = run_script("utils/check_gradient.py", *flags, "--cut", "10")
     assert again.stdout == res.stdout  # seeded: the same batches and gains
     other = run_script("utils/check_gradient.py", *flags, "--seed", "3", "--policies",
@@ -233,8 +281,21 @@ def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, tmp_path, monkeypat
                 for r in (other, both))
     assert len(two) == 3 and two[0] == one[0] and two[2] == one[1]  # own model and real alike
     assert two[1] != two[0]  # the other ensemble steps elsewhere
+    one, two = (re.findall(r"-?\d+\.\d\d ± \d+\.\d\d", " ".join(gain_rows(r.stdout, 1)[0]))
+                for r in (other, both))  # in the objective of the own model's batches
+    assert len(two) == 3 and two[0] == one[0] and two[2] == one[1]
+    more = run_script("utils/check_gradient.py", *flags, "--seed", "3", "--policies",
+                      job / "iterations" / "policy_1.pt", "--set", "update_paths=9")
+    assert more.returncode == 0, more.stderr
+    assert "model: 9 starts x 2 members, horizon 20; --set update_paths=9" in more.stdout
+    assert "model: 4 starts x 2 members, horizon 20)" in other.stdout
+    one, two = (re.findall(r"-?\d+\.\d\d ± \d+\.\d\d", " ".join(gain_rows(r.stdout)[0]))
+                for r in (other, more))  # the real batches as the run's 4 starts make them
+    assert two[1] == one[1] and two[0] != one[0]
     save_ensemble(DynamicsEnsemble(2, 5, 3, (8,)), str(tmp_path / "small.pt"))
-    for extra, message in ((["--batches", "1"], "--batches must be >= 2"),
+    for extra, message in ((["--batches", "2"], "--batches must be >= 3"),
                            (["--cut", "0"], "--cut must be >= 1"),
+                           (["--set", "update_paths=0"], "update_paths"),
+                           (["--set", "gamma=0.9"], "only the model paths' keys"),
                            (["--models", tmp_path / "small.pt"], "obs_dim 5 and act_dim 3")):
         assert message in run("utils/check_gradient.py", [*flags, *extra], monkeypatch, capsys)
