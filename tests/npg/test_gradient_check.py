@@ -1,8 +1,8 @@
 """The gradient check: the surrogate's gradient against finite differences, a batch's gradient
 against a float64 recomputation with per-path loops, NPG's direction and the unit steps against
 a direct solve with the KL's exact Hessian, the mean gain on synthetic noisy gradients of a
-known answer, its jackknife error against the spread over repeated draws, and
-utils/check_gradient.py on a tiny run."""
+known answer, its jackknife error against the spread over repeated draws (at least it,
+conservatively), and utils/check_gradient.py on a tiny run."""
 
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def test_objective_gains_measure_a_step_against_a_real_step_without_its_own_nois
     assert mean_gain(gains, model_cols, False, 0) == pytest.approx(float(gains[1:, 1:count].mean()))
 
 
-def test_jackknife_error_matches_the_spread_of_the_mean_gain_over_repeated_draws():
+def test_jackknife_error_bounds_the_spread_of_the_mean_gain_over_repeated_draws():
     """Independent draws of 4 objectives and 4 steps, each a true part plus much noise: the
     jackknife error's mean square is at least the estimator's variance over draws (a jackknife
     is conservative, here 2-3 times the variance, since products of two noises dominate), while
