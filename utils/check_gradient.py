@@ -7,6 +7,7 @@ episodes.
         --policies runs/hopper_v5_quick/iterations/policy_9.pt
     python utils/check_gradient.py --job runs/hopper_v5_quick \
         --models runs/hopper_v5_quick/models.pt runs/other_fit.pt
+    python utils/check_gradient.py --job runs/hopper_v5_quick --data
 
 For each policy (default: the run's JOB/iterations/policy_N.pt), --batches independent batches
 of each source, all with the policy's own Gaussian noise, as NPG samples:
@@ -18,7 +19,12 @@ of each source, all with the policy's own Gaussian noise, as NPG samples:
 - real: whole real episodes, --real_samples steps or more (default: the run's model batch's
   most, update_paths x num_models x horizon, whatever --set says);
 - cut (with --cut H): the real batches' episodes cut at H steps, the cut terminal: a world as
-  short as the P-MDP's, with the real dynamics.
+  short as the P-MDP's, with the real dynamics;
+- data and data (weighted) (with --data): the run's dataset, its episodes dealt into --batches
+  groups (episode i to group i mod --batches): the behaviour policy's advantages at the data's
+  own actions, and the same re-weighted by pi/beta per step (beta: a clone of the data's mean
+  with its residual std; weights self-normalised and capped at 20 x their mean): what an
+  off-policy gradient from the data alone would step along.
 On each batch: the gradient of NPG's surrogate with a value baseline fitted afresh on it (the
 run's vf keys, --vf_epochs epochs) and the NPG step on it (the run's damping and CG
 iterations, F on the batch's states), scaled to one unit of KL on the real batches' states
@@ -56,6 +62,7 @@ from morel.core.errors import MorelError, run_cli
 from morel.core.floats import reproducible_cpu_math
 from morel.core.numbers import finite_number
 from morel.core.seeding import Stream, int_seed, seed_arg, stream, torch_generator
+from morel.data.datasets import load_dataset
 from morel.data.offline import OfflineData, load_offline_data, load_reward
 from morel.envs.reward_files import RewardFile
 from morel.envs.sampling import collect_episodes, sampled_action_fn
@@ -63,7 +70,13 @@ from morel.envs.wrapper import EnvBatch, MorelEnv, make_env, make_vector_env
 from morel.models.dynamics import DynamicsEnsemble
 from morel.models.files import load_ensemble
 from morel.npg.baselines import MLPBaseline
-from morel.npg.gradient_check import batch_gradient, jackknife_gain, step_gains, unit_steps
+from morel.npg.gradient_check import (
+    batch_gradient,
+    behaviour_estimate,
+    jackknife_gain,
+    step_gains,
+    unit_steps,
+)
 from morel.npg.natural_gradient import fisher_vector_product_fn, npg_direction
 from morel.npg.paths import PathBatch
 from morel.npg.policies import GaussianMLP, load_policy
@@ -73,6 +86,7 @@ from morel.runs.morel import PmdpSampler, start_states
 from morel.runs.train import finite_horizon
 
 ENVS = 16  # real envs stepped together
+DATA_ORDER = ("real", "cut", "data", "data (weighted)")  # the other sources' fit streams
 MODEL_KEYS = ("update_paths", "start_state", "buffer_frac", "horizon", "pessimism_coef",
               "halt_quantile", "truncate_reward", "halt_penalty", "halt_terminates",
               "halt_patience", "disagreement_penalty", "member_min_reward", "falls_terminate",
@@ -131,6 +145,17 @@ def check_own_pmdp(job: Path, cfg: MorelConfig, data: OfflineData, model: Dynami
                          "one the run was fitted on")
 
 
+def dataset_batches(cfg: MorelConfig, probe: MorelEnv, count: int) -> list[PathBatch]:
+    """The run's dataset as `count` batches of whole episodes (episode i in batch i mod count),
+    with the recorded actions."""
+    paths = load_dataset(cfg.resolve_path("data_file"), probe.obs_dim, probe.act_dim,
+                         min_length=2).paths
+    if len(paths) < count:
+        raise MorelError(f"{cfg.data_file}: {len(paths)} episodes, fewer than --batches "
+                         f"{count}: --data needs one or more per batch")
+    return [PathBatch.from_paths(paths[k::count]) for k in range(count)]
+
+
 def model_paths_config(cfg: MorelConfig, assignments: list[str]) -> MorelConfig:
     """The run's config with --set KEY=VALUE applied; refused for keys other than
     MODEL_KEYS (the real batches and every gradient keep the run's config)."""
@@ -182,15 +207,20 @@ def cut_paths(paths: list[dict[str, Any]], horizon: int) -> list[dict[str, Any]]
 
 def source_gains(policy: GaussianMLP, cfg: MorelConfig, model_cfg: MorelConfig,
                  samplers: dict[str, PmdpSampler], data: OfflineData, vec_env: EnvBatch,
-                 count: int, real_samples: int, cut: int | None, vf_epochs: int, seed: int
+                 count: int, real_samples: int, cut: int | None, vf_epochs: int, seed: int,
+                 data_batches: list[PathBatch] | None = None,
+                 behaviour: GaussianMLP | None = None
                  ) -> tuple[dict[str, list[PathBatch]], torch.Tensor, torch.Tensor]:
     """`count` batches of each source (one per P-MDP in `samplers`, all from the same start
-    states, drawn as `model_cfg` says, and random numbers; real ones on `vec_env`) and the
+    states, drawn as `model_cfg` says, and random numbers; real ones on `vec_env`; with
+    `data_batches`, those twice: as they are, and weighted by pi / `behaviour`) and the
     gains [count, K] of every batch's unit NPG step (columns: source by source, count each, in
     the order of the returned dict) in each real batch's objective, then in each batch's
     objective of the first P-MDP."""
     sources = [*samplers, "real", *(["cut"] if cut is not None else [])]
     batches: dict[str, list[PathBatch]] = {s: [] for s in sources}
+    if data_batches is not None:
+        batches.update({"data": data_batches, "data (weighted)": data_batches})
     for k in range(count):
         for label, sample in samplers.items():
             gen = torch_generator(stream(seed, Stream.GRADIENT_CHECK, 0, k))
@@ -214,7 +244,8 @@ def source_gains(policy: GaussianMLP, cfg: MorelConfig, model_cfg: MorelConfig,
                                    seed=int_seed(stream(seed, Stream.GRADIENT_CHECK, 2)))
             grad, _ = batch_gradient(policy, batch, baseline, cfg.gamma, cfg.gae_lambda,
                                      torch_generator(fit_stream(seed, source, k, count,
-                                                                list(samplers))))
+                                                                list(samplers))),
+                                     behaviour if source == "data (weighted)" else None)
             grads.setdefault(source, []).append(grad)
             directions.append(npg_direction(policy, batch.valid(batch.observations), grad,
                                             fim.damping, fim.iters))
@@ -226,12 +257,13 @@ def source_gains(policy: GaussianMLP, cfg: MorelConfig, model_cfg: MorelConfig,
 
 def fit_stream(seed: int, source: str, k: int, count: int,
                models: list[str]) -> np.random.SeedSequence:
-    """The stream of the baseline fit on batch k of `source`: the first model source, real and
-    cut as with one ensemble (index k, count + k, 2 count + k), the other models apart, so
-    adding ensembles leaves the real batches' gradients as they were."""
+    """The stream of the baseline fit on batch k of `source`: the first model source, real,
+    cut, data and data (weighted) as with one ensemble (index k, count + k, 2 count + k, ...),
+    the other models apart, so adding ensembles or the data leaves the real batches' gradients
+    as they were."""
     if source in models[1:]:
         return stream(seed, Stream.GRADIENT_CHECK, 4, models.index(source), k)
-    position = 0 if source == models[0] else ("real", "cut").index(source) + 1
+    position = 0 if source == models[0] else DATA_ORDER.index(source) + 1
     return stream(seed, Stream.GRADIENT_CHECK, 3, position * count + k)
 
 
@@ -270,6 +302,9 @@ def main() -> None:
                         + ", ".join(MODEL_KEYS) + "), e.g. --set update_paths=400")
     p.add_argument("--cut", type=int, default=None, metavar="H",
                    help="also compare real episodes cut at H steps (terminal)")
+    p.add_argument("--data", action="store_true",
+                   help="also score steps on the dataset's own episodes (behaviour's "
+                        "advantages), as they are and weighted by pi/beta")
     p.add_argument("--vf_epochs", type=int, default=5,
                    help="epochs of each batch's fresh value baseline")
     p.add_argument("--seed", type=seed_arg, default=None, help="default: the run's seed")
@@ -297,17 +332,24 @@ def main() -> None:
     real_samples = args.real_samples or (cfg.update_paths * cfg.num_models
                                          * min(cfg.horizon, probe.horizon))
     seed = args.seed if args.seed is not None else cfg.seed
-    sources = [*labels, "real", *(["cut"] if args.cut else [])]
+    sources = [*labels, "real", *(["cut"] if args.cut else []),
+               *(["data", "data (weighted)"] if args.data else [])]
+    data_batches, behaviour = None, None
+    if args.data:
+        data_batches = dataset_batches(cfg, probe, args.batches)
+        behaviour = behaviour_estimate(data.tensors["s"], data.raw_actions, cfg.policy_size,
+                                       torch_generator(stream(seed, Stream.GRADIENT_CHECK, 5)))
     count = args.batches
     index = {s: list(range(k * count, (k + 1) * count)) for k, s in enumerate(sources)}
     vec_env = make_vector_env(cfg.env_name, ENVS, cfg.act_repeat, data.obs_mask)
     rows, model_rows, summaries, model_summaries = [], [], [], []
-    real_sources = [s for s in sources if s not in labels]
+    real_sources = [s for s in sources if s in ("real", "cut")]  # drawn as the objectives
     for path in tqdm(policies, desc="policies", unit="policy", dynamic_ncols=True):
         policy, meta = training_policy(path, data.obs_mask)
         batches, gains, model_gains = source_gains(policy, cfg, model_cfg, samplers, data,
                                                    vec_env, count, real_samples, args.cut,
-                                                   args.vf_epochs, seed)
+                                                   args.vf_epochs, seed, data_batches,
+                                                   behaviour)
         real_returns = torch.cat([b.path_returns() for b in batches["real"]])
         model_cells = []
         for label in labels:
@@ -334,7 +376,9 @@ def main() -> None:
           f"(real: {real_samples} steps or more; model: {model_cfg.update_paths} starts x "
           f"{members} members, horizon {samplers[labels[0]].horizon}"
           + "".join(f"; --set {a}" for a in args.set)
-          + (f"; cut: the real episodes at {args.cut} steps" if args.cut else "") + ")")
+          + (f"; cut: the real episodes at {args.cut} steps" if args.cut else "")
+          + (f"; data: the dataset's {sum(len(b.lengths) for b in data_batches)} episodes in "
+             f"{count} groups, weighted by pi/beta" if data_batches else "") + ")")
     print(tabulate(rows, headers=headers, disable_numparse=True))
     print(f"\nthe same steps' first-order gain in the objective of the {labels[0]} source's "
           "batches (a model step scored on the others): how far each step climbs the P-MDP")

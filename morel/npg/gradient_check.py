@@ -11,7 +11,10 @@ another batch's objective is g . x (`step_gains`; `mean_gain` over pairs of batc
 jackknife standard error over them: `jackknife_gain`). Averaged over independent batches,
 g_real . x_model beside g_real . x_real' (another real batch's step) says how much real
 progress a model step makes per unit of KL against a real step: as much, none (0), or a loss
-(below 0).
+(below 0). A batch of the dataset's own episodes gives the behaviour policy's advantages at its
+states and actions; `importance_weights` (pi / beta per step, beta a clone of the data with its
+residual std: `behaviour_estimate`) re-weights them to the policy's actions, as an off-policy
+policy gradient from the data alone would.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from morel.npg.baselines import MLPBaseline
+from morel.npg.bc import BCSettings, behavior_clone, match_residual_std
 from morel.npg.gae import discounted_returns, gae_advantages, whiten
 from morel.npg.natural_gradient import flat_grad, surrogate
 from morel.npg.paths import PathBatch
@@ -37,17 +41,48 @@ def surrogate_gradient(policy: GaussianMLP, obs: torch.Tensor, act: torch.Tensor
 
 
 def batch_gradient(policy: GaussianMLP, batch: PathBatch, baseline: MLPBaseline, gamma: float,
-                   gae_lambda: float, generator: torch.Generator | None = None
-                   ) -> tuple[torch.Tensor, float]:
+                   gae_lambda: float, generator: torch.Generator | None = None,
+                   behaviour: GaussianMLP | None = None) -> tuple[torch.Tensor, float]:
     """NPG's surrogate gradient [P] on `batch`, with `baseline` first fitted to the batch's
-    discounted returns; returns it and the baseline's relative error after the fit."""
+    discounted returns; returns it and the baseline's relative error after the fit. With
+    `behaviour` (the policy that drew the batch's actions), each step's whitened advantage is
+    multiplied by its `importance_weights`."""
     _, error = baseline.fit(batch, discounted_returns(batch.rewards, batch.mask, gamma),
                             generator)
     advantages = gae_advantages(batch.rewards, baseline.predict(batch), batch.mask,
                                 batch.terminated, gamma, gae_lambda)
-    advantages = whiten(advantages, batch.mask)
-    return surrogate_gradient(policy, batch.valid(batch.observations),
-                              batch.valid(batch.actions), batch.valid(advantages)), error
+    advantages = batch.valid(whiten(advantages, batch.mask))
+    obs, act = batch.valid(batch.observations), batch.valid(batch.actions)
+    if behaviour is not None:
+        advantages = advantages * importance_weights(policy, behaviour, obs, act)
+    return surrogate_gradient(policy, obs, act, advantages), error
+
+
+def importance_weights(policy: GaussianMLP, behaviour: GaussianMLP, obs: torch.Tensor,
+                       act: torch.Tensor, clip: float = 20.0) -> torch.Tensor:
+    """Per-step ratios pi(a|s) / beta(a|s) [M] on obs [M, obs_dim], act [M, act_dim], scaled
+    to mean 1, capped at `clip`, scaled to mean 1 again (self-normalised, truncated)."""
+    with torch.no_grad():
+        log_ratio = (policy.log_likelihood(obs, act)
+                     - behaviour.log_likelihood(obs, act)).double()
+        weights = torch.exp(log_ratio - log_ratio.max())
+        weights = (weights / weights.mean()).clamp(max=clip)
+        return (weights / weights.mean()).to(obs.dtype)
+
+
+def behaviour_estimate(observations: torch.Tensor, actions: torch.Tensor,
+                       hidden_sizes: tuple[int, ...], generator: torch.Generator,
+                       epochs: int = 30) -> GaussianMLP:
+    """A Gaussian policy fitted to the data's observations [M, obs_dim] and recorded actions
+    [M, act_dim]: its mean cloned on normalised inputs for `epochs` epochs, its std the
+    residuals' (`match_residual_std`): the behaviour policy as the data shows it."""
+    behaviour = GaussianMLP(observations.shape[1], actions.shape[1], hidden_sizes,
+                            min_log_std=-5.0, seed=int(torch.randint(2**31, (1,),
+                                                                     generator=generator)))
+    behavior_clone(behaviour, observations, actions, BCSettings(epochs=epochs, normalize=True),
+                   generator, progress=False)
+    match_residual_std(behaviour, observations, actions)
+    return behaviour
 
 
 def unit_steps(directions: torch.Tensor,

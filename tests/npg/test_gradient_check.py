@@ -2,7 +2,8 @@
 against a float64 recomputation with per-path loops, NPG's direction and the unit steps against
 a direct solve with the KL's exact Hessian, the mean gain on synthetic noisy gradients of a
 known answer, its jackknife error against the spread over repeated draws (at least it,
-conservatively), and utils/check_gradient.py on a tiny run."""
+conservatively), the data's importance weights against Gaussian densities, the behaviour
+estimate against a known policy, and utils/check_gradient.py on a tiny run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from morel.models.files import load_ensemble, save_ensemble
 from morel.npg.baselines import MLPBaseline
 from morel.npg.gradient_check import (
     batch_gradient,
+    behaviour_estimate,
+    importance_weights,
     jackknife_gain,
     mean_gain,
     step_gains,
@@ -105,6 +108,56 @@ def test_batch_gradient_against_a_float64_recomputation():
     obs, act = batch.valid(batch.observations), batch.valid(batch.actions)
     expected = surrogate_gradient(policy.double(), obs.double(), act.double(), adv)
     torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-6)
+    behaviour = GaussianMLP(4, 2, (6,), init_log_std=0.3, seed=7)
+    baseline = MLPBaseline(4, (16,), batch_size=4, epochs=40, seed=5)  # fitted as before
+    weighted, _ = batch_gradient(policy.float(), batch, baseline, 0.99, 0.95,
+                                 torch.Generator().manual_seed(6), behaviour)
+    ratio = gaussian_ratios(policy, behaviour, obs, act)
+    expected = surrogate_gradient(policy.double(), obs.double(), act.double(),
+                                  adv * ratio / ratio.mean())  # no weight reaches the cap
+    assert float(ratio.max() / ratio.mean()) < 20
+    torch.testing.assert_close(weighted.double(), expected, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(weighted.double(), grad.double(), atol=1e-4)
+
+
+def gaussian_ratios(policy: GaussianMLP, behaviour: GaussianMLP, obs: torch.Tensor,
+                    act: torch.Tensor) -> torch.Tensor:
+    """pi(a|s) / beta(a|s) [M] from torch.distributions' Normal densities, float64."""
+    def density(p: GaussianMLP) -> torch.Tensor:
+        with torch.no_grad():
+            normal = torch.distributions.Normal(p.double()(obs.double()),
+                                                p.log_std.double().exp())
+        return normal.log_prob(act.double()).sum(-1)
+    return torch.exp(density(policy) - density(behaviour))
+
+
+def test_importance_weights_are_self_normalised_ratios_capped_at_clip():
+    policy = GaussianMLP(3, 2, (5,), init_log_std=-1.0, seed=1)
+    behaviour = GaussianMLP(3, 2, (5,), init_log_std=0.0, seed=2)
+    obs, _, _ = random_samples(behaviour, 500, seed=3)
+    with torch.no_grad():
+        act = behaviour(obs) + torch.randn(500, 2, generator=torch.Generator().manual_seed(4))
+    ratio = gaussian_ratios(policy, behaviour, obs, act)
+    weights = importance_weights(policy, behaviour, obs, act, clip=3.0).double()
+    assert float(weights.mean()) == pytest.approx(1.0, rel=1e-6)
+    capped = weights >= weights.max() * (1 - 1e-6)
+    assert 0 < int(capped.sum()) < 500  # the cap binds on some steps, not all
+    reference = (ratio / ratio.mean()).clamp(max=3.0)  # capped at 3 x the mean ratio
+    torch.testing.assert_close(weights, reference / reference.mean(), rtol=1e-4, atol=1e-12)
+
+
+def test_behaviour_estimate_recovers_a_known_gaussian_policy():
+    truth = GaussianMLP(4, 2, (8,), seed=5)
+    std = torch.tensor([0.2, 0.5])
+    gen = torch.Generator().manual_seed(6)
+    obs = torch.randn(8000, 4, generator=gen)
+    with torch.no_grad():
+        act = truth(obs) + std * torch.randn(8000, 2, generator=gen)
+    fitted = behaviour_estimate(obs, act, (32, 32), torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        error = (fitted(obs) - truth(obs)).square().mean(0).sqrt()
+    assert (error < 0.25 * std).all(), error  # the mean, well within the noise
+    torch.testing.assert_close(fitted.log_std.exp(), std, rtol=0.06, atol=0)
 
 
 def kl_hessian(policy: GaussianMLP, obs: torch.Tensor) -> torch.Tensor:
@@ -284,6 +337,14 @@ def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, tmp_path, monkeypat
     one, two = (re.findall(r"-?\d+\.\d\d ± \d+\.\d\d", " ".join(gain_rows(r.stdout, 1)[0]))
                 for r in (other, both))  # in the objective of the own model's batches
     assert len(two) == 3 and two[0] == one[0] and two[2] == one[1]
+    data = run_script("utils/check_gradient.py", *flags, "--seed", "3", "--policies",
+                      job / "iterations" / "policy_1.pt", "--data")
+    assert data.returncode == 0, data.stderr
+    assert "data (weighted) step's gain" in data.stdout and "episodes in 3 groups" in data.stdout
+    for table in (0, 1):  # the model and real steps as without --data, two data columns more
+        one, two = (re.findall(r"-?\d+\.\d\d ± \d+\.\d\d",
+                               " ".join(gain_rows(r.stdout, table)[0])) for r in (other, data))
+        assert len(two) == 4 and two[:2] == one
     more = run_script("utils/check_gradient.py", *flags, "--seed", "3", "--policies",
                       job / "iterations" / "policy_1.pt", "--set", "update_paths=9")
     assert more.returncode == 0, more.stderr
@@ -295,6 +356,7 @@ def test_check_gradient_script_on_a_tiny_run(tiny_morel_job, tmp_path, monkeypat
     save_ensemble(DynamicsEnsemble(2, 5, 3, (8,)), str(tmp_path / "small.pt"))
     for extra, message in ((["--batches", "2"], "--batches must be >= 3"),
                            (["--cut", "0"], "--cut must be >= 1"),
+                           (["--data", "--batches", "99"], "fewer than --batches 99"),
                            (["--set", "update_paths=0"], "update_paths"),
                            (["--set", "gamma=0.9"], "only the model paths' keys"),
                            (["--models", tmp_path / "small.pt"], "obs_dim 5 and act_dim 3")):
