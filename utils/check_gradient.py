@@ -86,7 +86,7 @@ from morel.runs.morel import PmdpSampler, start_states
 from morel.runs.train import finite_horizon
 
 ENVS = 16  # real envs stepped together
-DATA_ORDER = ("real", "cut", "data", "data (weighted)")  # the other sources' fit streams
+OTHER_SOURCES = ("real", "cut", "data", "data (weighted)")  # in their fit streams
 MODEL_KEYS = ("update_paths", "start_state", "buffer_frac", "horizon", "pessimism_coef",
               "halt_quantile", "truncate_reward", "halt_penalty", "halt_terminates",
               "halt_patience", "disagreement_penalty", "member_min_reward", "falls_terminate",
@@ -263,7 +263,7 @@ def fit_stream(seed: int, source: str, k: int, count: int,
     as they were."""
     if source in models[1:]:
         return stream(seed, Stream.GRADIENT_CHECK, 4, models.index(source), k)
-    position = 0 if source == models[0] else DATA_ORDER.index(source) + 1
+    position = 0 if source == models[0] else OTHER_SOURCES.index(source) + 1
     return stream(seed, Stream.GRADIENT_CHECK, 3, position * count + k)
 
 

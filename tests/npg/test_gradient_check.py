@@ -7,6 +7,7 @@ estimate against a known policy, and utils/check_gradient.py on a tiny run."""
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -122,11 +123,12 @@ def test_batch_gradient_against_a_float64_recomputation():
 
 def gaussian_ratios(policy: GaussianMLP, behaviour: GaussianMLP, obs: torch.Tensor,
                     act: torch.Tensor) -> torch.Tensor:
-    """pi(a|s) / beta(a|s) [M] from torch.distributions' Normal densities, float64."""
+    """pi(a|s) / beta(a|s) [M] from torch.distributions' Normal densities, float64 (on copies:
+    the policies keep their dtype)."""
     def density(p: GaussianMLP) -> torch.Tensor:
+        p = copy.deepcopy(p).double()
         with torch.no_grad():
-            normal = torch.distributions.Normal(p.double()(obs.double()),
-                                                p.log_std.double().exp())
+            normal = torch.distributions.Normal(p(obs.double()), p.log_std.exp())
         return normal.log_prob(act.double()).sum(-1)
     return torch.exp(density(policy) - density(behaviour))
 
